@@ -1,0 +1,1 @@
+"""Protocol cores. Each is sans-I/O: it imports nothing from ``lowpaxos.sim`` or a runtime."""
