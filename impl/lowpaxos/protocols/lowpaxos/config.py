@@ -1,0 +1,71 @@
+"""LowPaxos settings. Times are in ticks; the driver decides how long a tick is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run safely (for example quorums that do not intersect)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LowPaxosConfig:
+    replicas: int = 3
+    # Flexible Paxos (Howard, Malkhi, Spiegelman 2016): phase-1 and phase-2 quorum sizes.
+    # None means a majority. Safety needs |Q1| + |Q2| > N (every Q1 meets every Q2).
+    q1: int | None = None
+    q2: int | None = None
+    # Thrifty phase 2: send Accept only to the Q2 - 1 followers needed, widen on delay.
+    thrifty: bool = True
+    # Batching: many commands per slot, within one datagram's payload.
+    batching: bool = True
+    batch_bytes_max: int = 1200
+    # Pipelining: slots proposed but not yet committed, at most.
+    window_slots: int = 8
+    # Client commands queued at the leader beyond the window; more get BUSY.
+    pending_commands_max: int = 1024
+    heartbeat_ticks: int = 20
+    election_ticks: int = 100  # a follower's timeout is drawn from [election_ticks, 2*election_ticks)
+    accept_retry_ticks: int = 10  # an Accept unanswered this long is resent to every replica
+    prepare_retry_ticks: int = 30
+    catchup_retry_ticks: int = 10
+    catchup_bytes_max: int = 1200
+    # Snapshot and drop log slots once this many applied slots are held.
+    snapshot_slots: int = 64
+    # Hold at most this many slots in memory even when a replica is down; the slow
+    # replica then receives a snapshot.
+    log_slots_max: int = 512
+
+    @property
+    def quorum_phase1(self) -> int:
+        return self.q1 if self.q1 is not None else self.replicas // 2 + 1
+
+    @property
+    def quorum_phase2(self) -> int:
+        return self.q2 if self.q2 is not None else self.replicas // 2 + 1
+
+    def validate(self) -> "LowPaxosConfig":
+        n = self.replicas
+        if n < 1:
+            raise ConfigError(f"replicas must be at least 1, got {n}")
+        q1, q2 = self.quorum_phase1, self.quorum_phase2
+        if not (1 <= q1 <= n and 1 <= q2 <= n):
+            raise ConfigError(f"quorums must lie in 1..{n}, got |Q1|={q1} |Q2|={q2}")
+        if q1 + q2 <= n:
+            raise ConfigError(
+                f"|Q1| + |Q2| must exceed N so that every phase-1 quorum meets every "
+                f"phase-2 quorum: {q1} + {q2} <= {n}"
+            )
+        for name in ("heartbeat_ticks", "election_ticks", "accept_retry_ticks",
+                     "prepare_retry_ticks", "catchup_retry_ticks", "window_slots",
+                     "snapshot_slots"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.heartbeat_ticks >= self.election_ticks:
+            raise ConfigError("heartbeat_ticks must be below election_ticks")
+        if self.log_slots_max < self.snapshot_slots + self.window_slots:
+            raise ConfigError("log_slots_max must hold snapshot_slots + window_slots")
+        if self.batch_bytes_max < 64 or self.catchup_bytes_max < 64:
+            raise ConfigError("batch_bytes_max and catchup_bytes_max must be at least 64")
+        return self
