@@ -59,6 +59,7 @@ class ReplyStatus(enum.Enum):
     OK = "ok"
     NOT_LEADER = "not_leader"  # try ``leader_hint`` (or any replica if None)
     BUSY = "busy"  # back-pressure: the leader's window and queue are full; retry later
+    INVALID = "invalid"  # the command is malformed; ``result`` names why (bytes); do not retry
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ class DurableState:
     commit_index: int = 0
     snapshot_index: int = 0
     snapshot_state: bytes | None = None
+    log_start: int = 0  # entries at or below this slot were dropped (covered by the snapshot)
 
     def apply(self, record) -> None:
         match record:
@@ -34,16 +35,19 @@ class DurableState:
                 self.promised = ballot
             case SaveEntries(entries=entries):
                 for entry in entries:
-                    if entry.slot > self.snapshot_index:
+                    if entry.slot > self.log_start:
                         self.entries[entry.slot] = entry
             case SaveCommit(commit_index=commit_index):
                 self.commit_index = max(self.commit_index, commit_index)
-            case SaveSnapshot(index=index, state=state):
-                if index > self.snapshot_index:
+            case SaveSnapshot(index=index, state=state, log_start=log_start):
+                assert log_start <= index, "the log is only dropped below the snapshot"
+                if index >= self.snapshot_index:
                     self.snapshot_index = index
                     self.snapshot_state = state
                     self.commit_index = max(self.commit_index, index)
-                    for slot in [s for s in self.entries if s <= index]:
+                if log_start > self.log_start:
+                    self.log_start = log_start
+                    for slot in [s for s in self.entries if s <= log_start]:
                         del self.entries[slot]
             case _:
                 raise TypeError(f"not a LowPaxos durable record: {record!r}")
@@ -55,4 +59,5 @@ class DurableState:
             commit_index=self.commit_index,
             snapshot_index=self.snapshot_index,
             snapshot_state=self.snapshot_state,
+            log_start=self.log_start,
         )

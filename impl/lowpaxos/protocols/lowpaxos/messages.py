@@ -171,10 +171,12 @@ class SaveCommit:
 
 @dataclass(frozen=True, slots=True)
 class SaveSnapshot:
-    """KVS state after slot ``index``; entries up to ``index`` may be dropped."""
+    """KVS state after slot ``index``; log entries up to ``log_start`` (<= ``index``) are
+    dropped. Entries between ``log_start`` and ``index`` stay to serve slower replicas."""
 
     index: int
     state: bytes
+    log_start: int
 
 
 RECORD_TYPES = (SavePromise, SaveEntries, SaveCommit, SaveSnapshot)

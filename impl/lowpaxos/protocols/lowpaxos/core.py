@@ -1,0 +1,856 @@
+"""The LowPaxos replica: Multi-Paxos with a stable leader, shaped for scarce resources.
+
+Theory of operation
+-------------------
+Every replica is an acceptor; one at a time leads. A replica whose leader has
+gone quiet starts an election with a fresh ballot ``(round, replica)`` and runs
+phase 1 once over every slot above its commit point (Paxos Made Simple §3,
+Multi-Paxos). With a phase-1 quorum it becomes leader, re-proposes in its own
+ballot the highest-ballot value each promise reported for each open slot, and
+fills gaps with no-ops (the empty batch). Then it runs only phase 2.
+
+What LowPaxos adds for weak hardware and poor links:
+
+* Thrifty phase 2: an Accept goes to just the followers a phase-2 quorum needs
+  (the ones heard from most recently) and widens to all on delay (EPaxos §4.4
+  uses the same idea).
+* Flexible quorums: |Q1| + |Q2| > N (Howard, Malkhi, Spiegelman 2016, §3).
+* Batching and pipelining: a slot holds a batch of commands bounded by one
+  datagram's payload; at most ``window_slots`` slots are in flight; a bounded
+  queue beyond that, and BUSY replies past it (back-pressure).
+* No commit messages in steady state: the leader's commit point rides on the
+  next Accept or Heartbeat. A follower learns a slot is committed only when its
+  own entry for it carries the leader's ballot; anything else it fetches.
+* Catch-up in bounded chunks, from any replica that has the slots committed.
+* Bounded memory: slots every replica has applied are dropped after a KVS
+  snapshot; past ``log_slots_max`` the log is cut anyway and a replica behind
+  the cut receives the snapshot.
+
+Handlers are named after the TLA+ actions of spec/LowPaxos.tla (snake_case
+here, CamelCase in the spec and in trace events). Each handler first filters
+bad or stale input with a counted reason, then changes state, and the replica
+re-checks its invariants after every step.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import random
+from collections import Counter, deque
+
+from lowpaxos.core.api import (
+    Applied,
+    ClientReply,
+    ClientRequest,
+    Command,
+    Effects,
+    ReplyStatus,
+)
+from lowpaxos.kvs import KeyValueStore, valid_command
+from lowpaxos.protocols.lowpaxos.config import LowPaxosConfig
+from lowpaxos.protocols.lowpaxos.durable import DurableState
+from lowpaxos.protocols.lowpaxos.messages import (
+    BALLOT_ZERO,
+    Accept,
+    Accepted,
+    Ballot,
+    Batch,
+    CatchupReply,
+    CatchupRequest,
+    Entry,
+    Heartbeat,
+    HeartbeatReply,
+    Prepare,
+    Promise,
+    Reject,
+    SaveCommit,
+    SaveEntries,
+    SavePromise,
+    SaveSnapshot,
+    Snapshot,
+)
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+# Every role change, and the action that makes it. Any other change is a bug.
+TRANSITIONS: dict[tuple[Role, str], Role] = {
+    (Role.FOLLOWER, "StartElection"): Role.CANDIDATE,
+    (Role.CANDIDATE, "StartElection"): Role.CANDIDATE,
+    (Role.CANDIDATE, "BecomeLeader"): Role.LEADER,
+    # A higher ballot seen in any message, or a leader that lost its quorum.
+    (Role.CANDIDATE, "StepDown"): Role.FOLLOWER,
+    (Role.LEADER, "StepDown"): Role.FOLLOWER,
+}
+
+# Encoded-size estimate of one command inside a batch, without the codec (the core
+# does no I/O and imports no wire format): fixed overhead plus its byte fields.
+COMMAND_OVERHEAD_BYTES = 24
+BATCH_OVERHEAD_BYTES = 48
+
+
+def command_size_bytes(command: Command) -> int:
+    size = COMMAND_OVERHEAD_BYTES + len(command.key.encode("utf-8", "surrogatepass"))
+    if command.value is not None:
+        size += len(command.value)
+    if command.expected is not None:
+        size += len(command.expected)
+    return size
+
+
+def batch_id(batch: Batch) -> str:
+    """A short stable name of a batch for traces: the spec sees a batch as one value."""
+    if not batch:
+        return "noop"
+    digest = hashlib.sha256(repr(batch).encode()).hexdigest()[:10]
+    return f"b{digest}"
+
+
+class LowPaxosReplica:
+    """One LowPaxos replica as a sans-I/O state machine (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: LowPaxosConfig,
+        replica_id: int,
+        rng: random.Random,
+        durable: DurableState | None = None,
+        trace: bool = False,
+    ) -> None:
+        config.validate()
+        assert 0 <= replica_id < config.replicas, "replica id within the cluster"
+        self.config = config
+        self.replica_id = replica_id
+        self.rng = rng
+        self.trace_on = trace
+        self.peers = tuple(r for r in range(config.replicas) if r != replica_id)
+        self.drops: Counter[str] = Counter()
+        self.now = 0  # ticks since this incarnation started
+
+        # Durable state (mirrors DurableState; every change is also a persist record).
+        durable = durable if durable is not None else DurableState()
+        self.promised: Ballot = durable.promised
+        self.log: dict[int, Entry] = dict(durable.entries)
+        self.log_start = durable.log_start
+        self.snapshot_index = durable.snapshot_index
+        self.snapshot_state = durable.snapshot_state
+
+        # The state machine: restored from the snapshot, then every committed slot replayed.
+        if durable.snapshot_state is not None:
+            self.kvs = KeyValueStore.restore(durable.snapshot_state)
+        else:
+            assert durable.snapshot_index == 0, "a snapshot index has its state"
+            self.kvs = KeyValueStore()
+        self.commit_index = self.snapshot_index
+        self.applied_index = self.snapshot_index
+        for slot in range(self.snapshot_index + 1, durable.commit_index + 1):
+            assert slot in self.log, "a persisted commit point covers persisted entries"
+            self.commit_index = slot
+        for slot in range(self.applied_index + 1, self.commit_index + 1):
+            for command in self.log[slot].batch:
+                self.kvs.apply(command)
+            self.applied_index = slot
+
+        # Volatile state.
+        self.role = Role.FOLLOWER
+        self.leader_hint: int | None = None
+        self.leader_heard_tick = -(10**9)
+        self.leader_commit_seen = self.commit_index
+        self.truncate_hint = 0  # slots every replica has applied, as the leader last said
+        self.election_deadline = self.now + self._election_timeout()
+        # Candidate.
+        self.promises: dict[int, Promise] = {}
+        self.prepare_commit_index = 0
+        self.prepare_sent_tick = 0
+        # Leader.
+        self.next_slot = self.commit_index + 1
+        self.acks: dict[int, set[int]] = {}
+        self.accept_sent_tick: dict[int, int] = {}
+        self.pending: deque[Command] = deque()
+        self.pending_bytes = 0
+        self.in_progress: set[tuple[int, int]] = set()
+        self.peer_commit: dict[int, int] = {}
+        self.peer_heard_tick: dict[int, int] = {}
+        self.peer_sent_tick: dict[int, int] = {}
+        # Follower catch-up.
+        self.catchup_sent_tick: int | None = None
+
+        self.check_invariants()
+
+    # ------------------------------------------------------------------ inputs
+
+    def on_tick(self) -> Effects:
+        effects = Effects()
+        self.now += 1
+        if self.role is Role.LEADER:
+            self._leader_tick(effects)
+        else:
+            if self.now >= self.election_deadline:
+                self.start_election(effects)
+            elif (
+                self.role is Role.CANDIDATE
+                and self.now - self.prepare_sent_tick >= self.config.prepare_retry_ticks
+            ):
+                self._send_prepare(effects, [r for r in self.peers if r not in self.promises])
+            if (
+                self.catchup_sent_tick is not None
+                and self.now - self.catchup_sent_tick >= self.config.catchup_retry_ticks
+            ):
+                self.catchup_sent_tick = None
+                self._maybe_request_catchup(effects)
+        self._finish_step()
+        return effects
+
+    def on_client_request(self, request: ClientRequest) -> Effects:
+        effects = Effects()
+        self.handle_client_request(request, effects)
+        self._finish_step()
+        return effects
+
+    def on_message(self, source: int, message: object) -> Effects:
+        effects = Effects()
+        if not isinstance(source, int) or source not in self.peers:
+            self._drop("non_member")
+            return effects
+        handler = self._HANDLERS.get(type(message))
+        if handler is None:
+            self._drop("unknown_type")
+            return effects
+        handler(self, source, message, effects)
+        self._finish_step()
+        return effects
+
+    def drop_counts(self) -> dict[str, int]:
+        return dict(self.drops)
+
+    # ------------------------------------------------------------- elections
+
+    def start_election(self, effects: Effects) -> None:
+        """StartElection: a fresh ballot above any seen; promise it ourselves; phase 1a."""
+        ballot = Ballot(self.promised.round + 1, self.replica_id)
+        self._become(Role.CANDIDATE, "StartElection")
+        self._promise(ballot, effects)
+        self.leader_hint = None
+        self.promises = {
+            self.replica_id: Promise(ballot, self._entries_above(self.commit_index), self.commit_index)
+        }
+        self.prepare_commit_index = self.commit_index
+        self.election_deadline = self.now + self._election_timeout()
+        self._trace(effects, "StartElection", None, None)
+        self._send_prepare(effects, list(self.peers))
+        self._maybe_become_leader(effects)
+
+    def _send_prepare(self, effects: Effects, targets: list[int]) -> None:
+        self.prepare_sent_tick = self.now
+        message = Prepare(self.promised, self.prepare_commit_index)
+        for target in targets:
+            effects.send.append((target, message))
+
+    def handle_prepare(self, source: int, message: Prepare, effects: Effects) -> None:
+        """HandlePrepare: phase 1b, or a Reject for a ballot not above our promise."""
+        if message.ballot.replica != source:
+            return self._drop("not_ballot_owner")
+        if message.ballot <= self.promised:
+            self._drop("stale_ballot")
+            effects.send.append((source, Reject(self.promised, self.commit_index)))
+            return
+        if self._leader_alive():
+            # A live leader keeps its followers: a replica cut off for a while must not
+            # depose it with a higher ballot (Raft's check-quorum idea, §9.6 of Ongaro's
+            # thesis). Ignoring a Prepare is always safe: it is as if it were lost.
+            return self._drop("leader_alive")
+        if message.commit_index < self.log_start:
+            # We dropped slots the candidate lacks; it could not learn them from us.
+            # Refuse without promising, so it catches up first.
+            self._drop("candidate_lagging")
+            effects.send.append((source, Reject(self.promised, self.commit_index, lagging=True)))
+            return
+        self._promise(message.ballot, effects)
+        if self.role is not Role.FOLLOWER:
+            self._become(Role.FOLLOWER, "StepDown")
+        self.leader_hint = None
+        self.election_deadline = self.now + self._election_timeout()
+        reply = Promise(message.ballot, self._entries_above(message.commit_index), self.commit_index)
+        effects.send.append((source, reply))
+        self._trace(effects, "HandlePrepare", source, message)
+
+    def handle_promise(self, source: int, message: Promise, effects: Effects) -> None:
+        """HandlePromise: count phase-1b replies; with a Q1 quorum, become leader."""
+        if self.role is not Role.CANDIDATE or message.ballot != self.promised:
+            return self._drop("stale_promise")
+        if source in self.promises:
+            return self._drop("duplicate")
+        self.promises[source] = message
+        self._trace(effects, "HandlePromise", source, message)
+        self._maybe_become_leader(effects)
+
+    def _maybe_become_leader(self, effects: Effects) -> None:
+        if len(self.promises) < self.config.quorum_phase1:
+            return
+        ballot = self.promised
+        # Paxos Made Simple §2.2, P2c: for each open slot, the value with the highest
+        # ballot that any promise reported; the empty batch (no-op) where none did.
+        best: dict[int, Entry] = {}
+        for promise in self.promises.values():
+            for entry in promise.entries:
+                if entry.slot <= self.commit_index:
+                    continue
+                current = best.get(entry.slot)
+                if current is None or entry.ballot > current.ballot:
+                    best[entry.slot] = entry
+        top = max(best, default=self.commit_index)
+        self._become(Role.LEADER, "BecomeLeader")
+        self.leader_hint = self.replica_id
+        self.promises = {}
+        self.acks = {}
+        self.accept_sent_tick = {}
+        self.peer_commit = {}
+        self.peer_heard_tick = {peer: self.now for peer in self.peers}
+        self.peer_sent_tick = {peer: self.now for peer in self.peers}
+        self.next_slot = self.commit_index + 1
+        recovered = []
+        for slot in range(self.commit_index + 1, top + 1):
+            batch = best[slot].batch if slot in best else ()
+            recovered.append(Entry(slot, ballot, batch))
+        self.next_slot = top + 1
+        self._trace(effects, "BecomeLeader", None, None)
+        if recovered:
+            self._accept_own(recovered, effects)
+            for entry in recovered:
+                # Recovery goes to every follower: the slow ones need these slots too.
+                self._send_accept(entry, list(self.peers), effects)
+        self._advance_leader_commit(effects)
+
+    # ---------------------------------------------------------------- phase 2
+
+    def handle_client_request(self, request: ClientRequest, effects: Effects) -> None:
+        """HandleClientRequest: queue a command at the leader, answer everyone else."""
+        command = request.command if isinstance(request, ClientRequest) else None
+        reason = valid_command(command)
+        if reason is not None:
+            # Answer when the sender can be named; otherwise the request is just counted.
+            self._drop("bad_command")
+            client_id = getattr(command, "client_id", None)
+            request_id = getattr(command, "request_id", None)
+            if isinstance(client_id, int) and isinstance(request_id, int):
+                effects.reply.append(
+                    ClientReply(client_id, request_id, ReplyStatus.INVALID, reason.encode())
+                )
+            return
+        if self.role is not Role.LEADER:
+            effects.reply.append(
+                ClientReply(command.client_id, command.request_id, ReplyStatus.NOT_LEADER,
+                            None, self.leader_hint)
+            )
+            return
+        executed, result = self.kvs.session_result(command.client_id, command.request_id)
+        if executed:
+            # A retry of an executed request: answer from the client table, run nothing.
+            effects.reply.append(
+                ClientReply(command.client_id, command.request_id, ReplyStatus.OK, result,
+                            self.replica_id)
+            )
+            return
+        if self.kvs.is_stale(command.client_id, command.request_id):
+            return self._drop("stale_request")
+        key = (command.client_id, command.request_id)
+        if key in self.in_progress:
+            return self._drop("duplicate_request")
+        if len(self.pending) >= self.config.pending_commands_max:
+            effects.reply.append(
+                ClientReply(command.client_id, command.request_id, ReplyStatus.BUSY, None,
+                            self.replica_id)
+            )
+            return
+        self.pending.append(command)
+        self.pending_bytes += command_size_bytes(command)
+        self.in_progress.add(key)
+        self._flush(effects, partial=not self.config.batching)
+
+    def _batch_budget_bytes(self) -> int:
+        return self.config.batch_bytes_max - BATCH_OVERHEAD_BYTES
+
+    def _flush(self, effects: Effects, partial: bool) -> None:
+        """Propose queued commands while the window has room: full batches always,
+        a partial batch only when ``partial`` (a tick, or batching off)."""
+        budget = self._batch_budget_bytes()
+        while self.pending and self.next_slot - 1 - self.commit_index < self.config.window_slots:
+            if not self.config.batching:
+                batch = (self.pending.popleft(),)
+                self.pending_bytes -= command_size_bytes(batch[0])
+            else:
+                if self.pending_bytes < budget and not partial:
+                    return
+                commands = []
+                size = 0
+                while self.pending:
+                    next_size = command_size_bytes(self.pending[0])
+                    if commands and size + next_size > budget:
+                        break
+                    commands.append(self.pending.popleft())
+                    size += next_size
+                self.pending_bytes -= size
+                batch = tuple(commands)
+            self.propose(batch, effects)
+
+    def propose(self, batch: Batch, effects: Effects) -> None:
+        """Propose: the leader puts a batch in its next slot and starts phase 2."""
+        assert self.role is Role.LEADER, "only a leader proposes"
+        entry = Entry(self.next_slot, self.promised, batch)
+        self.next_slot += 1
+        self._accept_own([entry], effects)
+        self._trace(effects, "Propose", None, None, slot=entry.slot)
+        self._send_accept(entry, self._phase2_targets(), effects)
+        self._advance_leader_commit(effects)
+
+    def _phase2_targets(self) -> list[int]:
+        if not self.config.thrifty:
+            return list(self.peers)
+        needed = self.config.quorum_phase2 - 1
+        # Live followers first, in a fixed order, so the same followers keep receiving
+        # Accepts (the others would need catch-up if the choice kept changing).
+        live_ticks = 2 * self.config.heartbeat_ticks + self.config.accept_retry_ticks
+        n = self.config.replicas
+
+        def rank(peer: int) -> tuple[bool, int]:
+            live = self.now - self.peer_heard_tick.get(peer, -(10**9)) <= live_ticks
+            return (not live, (peer - self.replica_id) % n)
+
+        return sorted(self.peers, key=rank)[:needed]
+
+    def _accept_own(self, entries: list[Entry], effects: Effects) -> None:
+        for entry in entries:
+            self.log[entry.slot] = entry
+            self.acks[entry.slot] = {self.replica_id}
+            self.accept_sent_tick[entry.slot] = self.now
+        effects.persist.append(SaveEntries(tuple(entries)))
+
+    def _send_accept(self, entry: Entry, targets: list[int], effects: Effects) -> None:
+        message = Accept(self.promised, entry.slot, entry.batch, self.commit_index,
+                         self._leader_truncate_index())
+        for target in targets:
+            effects.send.append((target, message))
+            self.peer_sent_tick[target] = self.now
+
+    def handle_accept(self, source: int, message: Accept, effects: Effects) -> None:
+        """HandleAccept: phase 2b, then learn the commit point the Accept carries."""
+        if message.ballot.replica != source:
+            return self._drop("not_ballot_owner")
+        if message.ballot < self.promised:
+            self._drop("stale_ballot")
+            effects.send.append((source, Reject(self.promised, self.commit_index)))
+            return
+        if message.slot < 1 or message.slot > self.commit_index + self.config.log_slots_max:
+            # Memory stays bounded: a slot this far ahead is refused (the leader's window
+            # never puts it there; it widens and retries, and we catch up meanwhile).
+            return self._drop("slot_out_of_range")
+        self._follow(source, message.ballot, effects)
+        if message.slot > self.commit_index:
+            self.log[message.slot] = Entry(message.slot, message.ballot, message.batch)
+            effects.persist.append(SaveEntries((self.log[message.slot],)))
+        self._trace(effects, "HandleAccept", source, message)
+        self._learn_commit(message.ballot, message.commit_index, message.truncate_index, effects)
+        effects.send.append((source, Accepted(message.ballot, message.slot, self.commit_index)))
+
+    def handle_accepted(self, source: int, message: Accepted, effects: Effects) -> None:
+        """HandleAccepted: count phase-2b replies of our own ballot only."""
+        if self.role is not Role.LEADER or message.ballot != self.promised:
+            # Counting an Accepted of another ballot would let a deposed leader commit
+            # after a newer phase 1 (Paxos Made Simple §2.2, P2).
+            return self._drop("stale_accepted")
+        self._heard(source, message.commit_index)
+        acks = self.acks.get(message.slot)
+        if acks is None:
+            return self._drop("already_committed")
+        acks.add(source)
+        self._trace(effects, "HandleAccepted", source, message)
+        self._advance_leader_commit(effects)
+
+    def _advance_leader_commit(self, effects: Effects) -> None:
+        """The leader's commit point: the longest prefix of slots with a Q2 quorum."""
+        start = self.commit_index
+        slot = self.commit_index + 1
+        while slot in self.acks and len(self.acks[slot]) >= self.config.quorum_phase2:
+            del self.acks[slot]
+            self.accept_sent_tick.pop(slot, None)
+            slot += 1
+        if slot - 1 > start:
+            self._commit_to(slot - 1, effects)
+            self._flush(effects, partial=not self.config.batching)
+
+    def handle_reject(self, source: int, message: Reject, effects: Effects) -> None:
+        """HandleReject: someone promised a higher ballot; stop leading or campaigning."""
+        if message.lagging and self.role is Role.CANDIDATE:
+            # The peer dropped slots we lack: fetch them (a snapshot) before campaigning on.
+            self._request_catchup(source, effects)
+        if message.ballot <= self.promised:
+            return self._drop("stale_reject")
+        self._promise(message.ballot, effects)
+        if self.role is not Role.FOLLOWER:
+            self._become(Role.FOLLOWER, "StepDown")
+        self.leader_hint = None
+        self.election_deadline = self.now + self._election_timeout()
+        self._trace(effects, "HandleReject", source, message)
+
+    # --------------------------------------------------------- leader upkeep
+
+    def _leader_tick(self, effects: Effects) -> None:
+        self._flush(effects, partial=True)
+        # Widen: an Accept unanswered for accept_retry_ticks goes to every follower.
+        for slot, sent in list(self.accept_sent_tick.items()):
+            if self.now - sent >= self.config.accept_retry_ticks:
+                self.retry_accept(slot, effects)
+        for peer in self.peers:
+            if self.now - self.peer_sent_tick.get(peer, -(10**9)) >= self.config.heartbeat_ticks:
+                self.send_heartbeat(peer, effects)
+        # A leader that has not heard from enough followers for a full election timeout
+        # steps down: it cannot commit, and its followers have likely moved on.
+        quorum = max(self.config.quorum_phase1, self.config.quorum_phase2)
+        recent = sum(
+            1 for peer in self.peers
+            if self.now - self.peer_heard_tick.get(peer, -(10**9)) < 2 * self.config.election_ticks
+        )
+        if recent + 1 < quorum:
+            self._step_down(effects)
+
+    def retry_accept(self, slot: int, effects: Effects) -> None:
+        """RetryAccept: resend a late slot's Accept to every follower that has not acked."""
+        entry = self.log[slot]
+        targets = [peer for peer in self.peers if peer not in self.acks[slot]]
+        self.accept_sent_tick[slot] = self.now
+        self._trace(effects, "RetryAccept", None, None, slot=slot)
+        self._send_accept(entry, targets, effects)
+
+    def send_heartbeat(self, peer: int, effects: Effects) -> None:
+        """SendHeartbeat: the commit point and truncation point for an idle follower."""
+        self.peer_sent_tick[peer] = self.now
+        effects.send.append(
+            (peer, Heartbeat(self.promised, self.commit_index, self._leader_truncate_index()))
+        )
+
+    def handle_heartbeat(self, source: int, message: Heartbeat, effects: Effects) -> None:
+        """HandleHeartbeat: follow the leader and learn its commit point."""
+        if message.ballot.replica != source:
+            return self._drop("not_ballot_owner")
+        if message.ballot < self.promised:
+            self._drop("stale_ballot")
+            effects.send.append((source, Reject(self.promised, self.commit_index)))
+            return
+        self._follow(source, message.ballot, effects)
+        self._trace(effects, "HandleHeartbeat", source, message)
+        self._learn_commit(message.ballot, message.commit_index, message.truncate_index, effects)
+        effects.send.append((source, HeartbeatReply(message.ballot, self.commit_index)))
+
+    def handle_heartbeat_reply(self, source: int, message: HeartbeatReply, effects: Effects) -> None:
+        if self.role is not Role.LEADER or message.ballot != self.promised:
+            return self._drop("stale_heartbeat_reply")
+        self._heard(source, message.commit_index)
+
+    def _heard(self, peer: int, commit_index: int) -> None:
+        self.peer_heard_tick[peer] = self.now
+        self.peer_commit[peer] = max(self.peer_commit.get(peer, 0), commit_index)
+
+    def _leader_truncate_index(self) -> int:
+        """Slots every replica has applied (0 for a replica not heard from yet)."""
+        return min([self.applied_index] + [self.peer_commit.get(peer, 0) for peer in self.peers])
+
+    def _step_down(self, effects: Effects) -> None:
+        self._become(Role.FOLLOWER, "StepDown")
+        self.leader_hint = None
+        self.election_deadline = self.now + self._election_timeout()
+        self._trace(effects, "StepDown", None, None)
+
+    # ------------------------------------------------------- commit and catch-up
+
+    def _follow(self, leader: int, ballot: Ballot, effects: Effects) -> None:
+        """Accept ``leader`` (owner of ``ballot`` >= our promise) as the current leader."""
+        if ballot > self.promised:
+            self._promise(ballot, effects)
+        if self.role is not Role.FOLLOWER:
+            self._become(Role.FOLLOWER, "StepDown")
+        self.leader_hint = leader
+        self.leader_heard_tick = self.now
+        self.election_deadline = self.now + self._election_timeout()
+
+    def _learn_commit(self, ballot: Ballot, leader_commit: int, truncate_index: int,
+                      effects: Effects) -> None:
+        """Advance over slots up to the leader's commit point whose entry carries the
+        leader's ballot: only those are certainly the values it chose. Fetch the rest."""
+        self.leader_commit_seen = max(self.leader_commit_seen, leader_commit)
+        self.truncate_hint = max(self.truncate_hint, min(truncate_index, leader_commit))
+        slot = self.commit_index
+        while slot + 1 <= leader_commit:
+            entry = self.log.get(slot + 1)
+            if entry is None or entry.ballot != ballot:
+                break
+            slot += 1
+        if slot > self.commit_index:
+            self._commit_to(slot, effects)
+        self._maybe_request_catchup(effects)
+
+    def _maybe_request_catchup(self, effects: Effects) -> None:
+        if (
+            self.role is Role.FOLLOWER
+            and self.leader_hint is not None
+            and self.commit_index < self.leader_commit_seen
+            and self.catchup_sent_tick is None
+        ):
+            self._request_catchup(self.leader_hint, effects)
+
+    def _request_catchup(self, target: int, effects: Effects) -> None:
+        """RequestCatchup: ask ``target`` for committed slots after our commit point."""
+        self.catchup_sent_tick = self.now
+        effects.send.append((target, CatchupRequest(self.promised, self.commit_index + 1)))
+
+    def handle_catchup_request(self, source: int, message: CatchupRequest, effects: Effects) -> None:
+        """HandleCatchupRequest: any replica serves its committed slots, in bounded chunks,
+        or its snapshot when the slots asked for are already dropped."""
+        if message.from_slot < 1 or message.from_slot > self.commit_index:
+            return self._drop("nothing_to_send")
+        if message.from_slot <= self.log_start:
+            assert self.snapshot_state is not None, "a cut log has a snapshot"
+            effects.send.append(
+                (source, Snapshot(self.promised, self.snapshot_index, self.snapshot_state))
+            )
+            return
+        entries = []
+        size = 0
+        for slot in range(message.from_slot, self.commit_index + 1):
+            entry = self.log[slot]
+            entry_size = BATCH_OVERHEAD_BYTES + sum(command_size_bytes(c) for c in entry.batch)
+            if entries and size + entry_size > self.config.catchup_bytes_max:
+                break
+            entries.append(entry)
+            size += entry_size
+        effects.send.append((source, CatchupReply(self.promised, tuple(entries), self.commit_index)))
+
+    def handle_catchup_reply(self, source: int, message: CatchupReply, effects: Effects) -> None:
+        """HandleCatchupReply: take committed entries that extend our committed prefix."""
+        if self.role is Role.LEADER:
+            # A leader re-proposed every open slot when elected; it never needs these.
+            return self._drop("leader_needs_no_catchup")
+        self.catchup_sent_tick = None
+        taken = []
+        slot = self.commit_index
+        for entry in message.entries:
+            if entry.slot != slot + 1 or entry.slot > message.commit_index:
+                continue
+            current = self.log.get(entry.slot)
+            if current is not None and current.batch == entry.batch and current.ballot > entry.ballot:
+                # Keep the higher ballot we accepted the same value in: lowering it could
+                # hide from a later phase 1 that this acceptor was in the choosing quorum.
+                entry = current
+            taken.append(entry)
+            slot = entry.slot
+        if taken:
+            for entry in taken:
+                self.log[entry.slot] = entry
+            effects.persist.append(SaveEntries(tuple(taken)))
+            self._trace(effects, "HandleCatchupReply", source, message)
+            self._commit_to(slot, effects)
+        else:
+            self._drop("catchup_not_contiguous")
+        self.leader_commit_seen = max(self.leader_commit_seen, message.commit_index)
+        if self.commit_index < message.commit_index:
+            self._request_catchup(source, effects)
+
+    def handle_snapshot(self, source: int, message: Snapshot, effects: Effects) -> None:
+        """HandleSnapshot: install a snapshot past our commit point."""
+        if self.role is Role.LEADER:
+            return self._drop("leader_needs_no_catchup")
+        self.catchup_sent_tick = None
+        if message.index <= self.commit_index:
+            return self._drop("old_snapshot")
+        try:
+            kvs = KeyValueStore.restore(message.state)
+        except Exception:  # noqa: BLE001 - bad input from the network is counted, not raised
+            return self._drop("bad_snapshot")
+        self.kvs = kvs
+        self.snapshot_index = message.index
+        self.snapshot_state = message.state
+        self.log_start = message.index
+        for slot in [s for s in self.log if s <= message.index]:
+            del self.log[slot]
+        self.commit_index = self.applied_index = message.index
+        effects.persist.append(SaveSnapshot(message.index, message.state, message.index))
+        self._trace(effects, "HandleSnapshot", source, message)
+        if self.leader_commit_seen > self.commit_index:
+            self._request_catchup(source, effects)
+
+    def _commit_to(self, slot: int, effects: Effects) -> None:
+        assert slot > self.commit_index, "the commit point only moves forward"
+        for s in range(self.commit_index + 1, slot + 1):
+            assert s in self.log, "a committed slot is held"
+        self.commit_index = slot
+        effects.persist.append(SaveCommit(slot))
+        self._apply_committed(effects)
+        self._maybe_snapshot(effects)
+
+    def _apply_committed(self, effects: Effects) -> None:
+        """Apply committed slots in order; the leader answers the clients."""
+        leading = self.role is Role.LEADER
+        for slot in range(self.applied_index + 1, self.commit_index + 1):
+            for command in self.log[slot].batch:
+                result = self.kvs.apply(command)
+                effects.applied.append(Applied(slot, command, result))
+                self.in_progress.discard((command.client_id, command.request_id))
+                if leading:
+                    effects.reply.append(
+                        ClientReply(command.client_id, command.request_id, ReplyStatus.OK,
+                                    result, self.replica_id)
+                    )
+            self.applied_index = slot
+
+    def _maybe_snapshot(self, effects: Effects) -> None:
+        """Snapshot the KVS every ``snapshot_slots`` applied slots and cut the log below
+        what every replica has applied, or below our own applied point when the log
+        has grown past ``log_slots_max`` (a slow replica then gets the snapshot)."""
+        if self.applied_index - self.snapshot_index < self.config.snapshot_slots:
+            return
+        hint = self._leader_truncate_index() if self.role is Role.LEADER else self.truncate_hint
+        log_start = max(self.log_start, min(hint, self.applied_index))
+        if self.applied_index - log_start > self.config.log_slots_max - self.config.window_slots:
+            log_start = self.applied_index
+        self.snapshot_index = self.applied_index
+        self.snapshot_state = self.kvs.snapshot()
+        if log_start > self.log_start:
+            for slot in range(self.log_start + 1, log_start + 1):
+                self.log.pop(slot, None)
+            self.log_start = log_start
+        effects.persist.append(SaveSnapshot(self.snapshot_index, self.snapshot_state, self.log_start))
+
+    # --------------------------------------------------------------- helpers
+
+    def _promise(self, ballot: Ballot, effects: Effects) -> None:
+        assert ballot >= self.promised, "a promise never goes back"
+        if ballot > self.promised:
+            self.promised = ballot
+            effects.persist.append(SavePromise(ballot))
+
+    def _become(self, role: Role, action: str) -> None:
+        target = TRANSITIONS.get((self.role, action))
+        assert target is role, f"no transition {self.role.name} --{action}--> {role.name}"
+        if self.role is Role.LEADER:
+            # Commands queued here were never proposed: clients retry at the next leader.
+            self.pending.clear()
+            self.pending_bytes = 0
+            self.in_progress.clear()
+            self.acks = {}
+            self.accept_sent_tick = {}
+        self.role = role
+
+    def _election_timeout(self) -> int:
+        return self.rng.randrange(self.config.election_ticks, 2 * self.config.election_ticks)
+
+    def _leader_alive(self) -> bool:
+        if self.role is Role.LEADER:
+            return True
+        return (
+            self.leader_hint is not None
+            and self.now - self.leader_heard_tick < self.config.election_ticks
+        )
+
+    def _entries_above(self, slot: int) -> tuple[Entry, ...]:
+        return tuple(self.log[s] for s in sorted(self.log) if s > slot)
+
+    def _drop(self, reason: str) -> None:
+        self.drops[reason] += 1
+
+    def _finish_step(self) -> None:
+        self.check_invariants()
+
+    def check_invariants(self) -> None:
+        """TigerBeetle-style: re-checked after every step; each assertion says one thing."""
+        assert self.applied_index == self.commit_index, "committed slots are applied at once"
+        assert self.log_start <= self.snapshot_index, "the log is cut only below the snapshot"
+        assert self.snapshot_index <= self.commit_index, "a snapshot holds committed slots only"
+        assert all(slot > self.log_start for slot in self.log), "no entry below the cut"
+        for slot in range(self.log_start + 1, self.commit_index + 1):
+            assert slot in self.log, "every committed slot above the cut is held"
+        assert all(entry.ballot <= self.promised for entry in self.log.values()), \
+            "no entry was accepted above our promise"
+        assert len(self.pending) <= self.config.pending_commands_max, "the queue is bounded"
+        if self.role is Role.LEADER:
+            assert self.promised.replica == self.replica_id, "a leader leads its own ballot"
+            assert self.next_slot > self.commit_index, "the next slot is open"
+            for slot in range(self.commit_index + 1, self.next_slot):
+                assert self.log[slot].ballot == self.promised, "open slots carry our ballot"
+                assert slot in self.acks, "open slots are tracked"
+        else:
+            assert not self.pending, "only a leader queues commands"
+        if self.role is Role.CANDIDATE:
+            assert self.promised.replica == self.replica_id, "a candidate runs its own ballot"
+        # Committed slots held: at most log_slots_max after a cut plus snapshot_slots
+        # until the next; uncommitted ones: Accepts beyond log_slots_max are refused.
+        assert len(self.log) <= 2 * self.config.log_slots_max + self.config.snapshot_slots, \
+            "memory stays bounded"
+
+    # ---------------------------------------------------------------- tracing
+
+    def spec_state(self) -> dict:
+        """This replica's state in the variables of spec/LowPaxos.tla."""
+        return {
+            "role": self.role.value,
+            "promised": list(self.promised),
+            "log": {
+                str(slot): [list(entry.ballot), batch_id(entry.batch)]
+                for slot, entry in sorted(self.log.items())
+            },
+            "commit_index": self.commit_index,
+        }
+
+    def _trace(self, effects: Effects, action: str, source: int | None, message: object,
+               slot: int | None = None) -> None:
+        if not self.trace_on:
+            return
+        event = {"action": action, "replica": self.replica_id, "state": self.spec_state()}
+        if source is not None:
+            event["source"] = source
+        if message is not None:
+            event["message"] = describe_message(message)
+        if slot is not None:
+            event["slot"] = slot
+        effects.trace.append(event)
+
+    _HANDLERS = {
+        Prepare: handle_prepare,
+        Promise: handle_promise,
+        Accept: handle_accept,
+        Accepted: handle_accepted,
+        Reject: handle_reject,
+        Heartbeat: handle_heartbeat,
+        HeartbeatReply: handle_heartbeat_reply,
+        CatchupRequest: handle_catchup_request,
+        CatchupReply: handle_catchup_reply,
+        Snapshot: handle_snapshot,
+    }
+
+
+def describe_message(message: object) -> dict:
+    """A message as plain data for traces: batches appear as their batch ids."""
+    fields: dict = {"type": type(message).__name__}
+    for name in message.__slots__:  # type: ignore[attr-defined]
+        value = getattr(message, name)
+        if name == "batch":
+            fields["value"] = batch_id(value)
+        elif name == "entries":
+            fields[name] = [[e.slot, list(e.ballot), batch_id(e.batch)] for e in value]
+        elif name == "state":
+            fields[name] = hashlib.sha256(value).hexdigest()[:10]
+        elif isinstance(value, tuple):
+            fields[name] = list(value)
+        else:
+            fields[name] = value
+    return fields
+
+
+def initial_durable() -> DurableState:
+    return DurableState()
+
+
+__all__ = ["LowPaxosReplica", "Role", "TRANSITIONS", "batch_id", "BALLOT_ZERO"]

@@ -1,0 +1,42 @@
+"""The protocols a driver can run, by name. Drivers use only this table, so a new
+protocol (VR, EPaxos) plugs in here without changing the simulator or the runtime."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from lowpaxos.core.api import Core
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    name: str
+    # (config, replica_id, rng, durable or None, trace) -> a core
+    make_core: Callable[[Any, int, random.Random, Any, bool], Core]
+    # () -> an empty durable state with .apply(record) and .copy()
+    new_durable: Callable[[], Any]
+    # (replicas, **options) -> a validated config
+    make_config: Callable[..., Any]
+    message_types: tuple[type, ...]
+    record_types: tuple[type, ...]
+
+
+def _lowpaxos() -> ProtocolSpec:
+    from lowpaxos.protocols.lowpaxos.config import LowPaxosConfig
+    from lowpaxos.protocols.lowpaxos.core import LowPaxosReplica
+    from lowpaxos.protocols.lowpaxos.durable import DurableState
+    from lowpaxos.protocols.lowpaxos.messages import MESSAGE_TYPES, RECORD_TYPES
+
+    def make_config(replicas: int, **options: Any) -> LowPaxosConfig:
+        return LowPaxosConfig(replicas=replicas, **options).validate()
+
+    def make_core(config, replica_id, rng, durable=None, trace=False):
+        return LowPaxosReplica(config, replica_id, rng, durable, trace)
+
+    return ProtocolSpec("lowpaxos", make_core, DurableState, make_config, MESSAGE_TYPES,
+                        RECORD_TYPES)
+
+
+PROTOCOLS: dict[str, ProtocolSpec] = {"lowpaxos": _lowpaxos()}
