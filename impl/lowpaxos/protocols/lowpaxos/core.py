@@ -304,13 +304,15 @@ class LowPaxosReplica:
                 if current is None or entry.ballot > current.ballot:
                     best[entry.slot] = entry
         top = max(best, default=self.commit_index)
+        promised_by = set(self.promises)
         self._become(Role.LEADER, "BecomeLeader")
         self.leader_hint = self.replica_id
         self.promises = {}
         self.acks = {}
         self.accept_sent_tick = {}
         self.peer_commit = {}
-        self.peer_heard_tick = {peer: self.now for peer in self.peers}
+        # Those that just promised are known to be up: thrifty phase 2 starts with them.
+        self.peer_heard_tick = {peer: self.now for peer in self.peers if peer in promised_by}
         self.peer_sent_tick = {peer: self.now for peer in self.peers}
         self.next_slot = self.commit_index + 1
         recovered = []
@@ -324,6 +326,11 @@ class LowPaxosReplica:
             for entry in recovered:
                 # Recovery goes to every follower: the slow ones need these slots too.
                 self._send_accept(entry, list(self.peers), effects)
+        else:
+            # Announce the new ballot at once so followers stop campaigning and learn
+            # where to send clients.
+            for peer in self.peers:
+                self.send_heartbeat(peer, effects)
         self._advance_leader_commit(effects)
 
     # ---------------------------------------------------------------- phase 2

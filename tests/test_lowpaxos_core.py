@@ -1,0 +1,417 @@
+"""Unit tests of the LowPaxos core, one per protocol feature, on a hand-driven network.
+
+Tags name the part of the design each test checks (docs/architecture.md, issue 2's list).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lowpaxos.core.api import ClientRequest, Command, ReplyStatus
+from lowpaxos.protocols.lowpaxos.config import ConfigError, LowPaxosConfig
+from lowpaxos.protocols.lowpaxos.core import Role
+from lowpaxos.protocols.lowpaxos.messages import (
+    Accept,
+    Accepted,
+    Ballot,
+    CatchupReply,
+    CatchupRequest,
+    Entry,
+    Heartbeat,
+    Prepare,
+    Promise,
+    Snapshot,
+)
+
+from tests.harness import Cluster
+
+
+def put(cluster: Cluster, leader: int, count: int, client: int = 1, key_count: int = 4) -> None:
+    for i in range(count):
+        cluster.submit(leader, client, "put", f"k{i % key_count}", b"v%d" % i)
+
+
+# ---- 1. Elections, phase 1 over all open slots, re-proposal and no-op fill ----
+
+
+def test_election_elects_one_leader_with_a_fresh_ballot():
+    """[1] A timed-out follower runs phase 1 and leads with ballot (1, itself)."""
+    cluster = Cluster(3)
+    cluster.tick_all(400)
+    leaders = [c for c in cluster.cores if c.role is Role.LEADER]
+    assert len(leaders) == 1
+    leader = leaders[0]
+    assert leader.promised == Ballot(1, leader.replica_id)
+    assert all(c.promised == leader.promised for c in cluster.cores)
+
+
+def test_new_leader_reproposes_phase1_values_and_fills_gaps_with_noops():
+    """[1] Slot 2 accepted only by replica 1 and slot 1 nowhere: the next leader keeps
+    slot 2's value (highest ballot reported) and puts a no-op in slot 1."""
+    cluster = Cluster(3)
+    cluster.elect(0)
+    ballot = cluster.cores[0].promised
+    batch = (Command(7, 1, "put", "a", b"x"),)
+    # Replica 1 accepts slot 2 directly (as if the Accept for slot 1 were lost everywhere).
+    cluster.carry_out(1, cluster.cores[1].on_message(0, Accept(ballot, 2, batch, 0, 0)))
+    cluster.drop_all()
+    cluster.crash(0)
+    cluster.elect(1)
+    new = cluster.cores[1]
+    assert new.log[1].batch == ()
+    assert new.log[2].batch == batch
+    assert new.log[1].ballot == new.log[2].ballot == new.promised
+    cluster.tick_all(5)
+    assert new.commit_index == 2
+    assert cluster.cores[2].log[2].batch == batch
+
+
+def test_phase1_is_one_prepare_per_peer_for_all_slots():
+    """[1] One Prepare per peer covers every open slot: no per-slot phase 1."""
+    cluster = Cluster(3)
+    cluster.elect(0)
+    put(cluster, 0, 40)
+    cluster.tick_all(3)
+    cluster.crash(0)
+    cluster.sent.clear()
+    cluster.elect(1)
+    targets = sorted(t for _, t, m in cluster.sent if isinstance(m, Prepare))
+    assert targets == [0, 2], "one Prepare per peer, whatever the number of open slots"
+    old_slots = [s for s, e in cluster.cores[1].log.items() if e.batch]
+    assert len(old_slots) >= 1
+    assert cluster.cores[1].commit_index >= max(old_slots) or cluster.cores[1].acks
+
+
+def test_lower_ballot_accept_is_rejected():
+    """An Accept below the promised ballot is refused and changes nothing."""
+    cluster = Cluster(3)
+    cluster.elect(0)
+    cluster.crash(0)
+    cluster.elect(1)
+    follower = cluster.cores[2]
+    before = dict(follower.log)
+    effects = follower.on_message(0, Accept(Ballot(1, 0), 5, (), 0, 0))
+    assert follower.log == before
+    assert [type(m).__name__ for _, m in effects.send] == ["Reject"]
+    assert follower.drop_counts()["stale_ballot"] == 1
+
+
+# ---- 2. Thrifty phase 2 ----
+
+
+def test_thrifty_sends_accept_to_one_follower_then_widens():
+    """[2] With N=3 an Accept goes to one follower; unanswered, it widens to the other."""
+    cluster = Cluster(3, thrifty=True, batching=False)
+    cluster.elect(0)
+    cluster.drop_all()
+    cluster.sent.clear()
+    cluster.submit(0, 1, "put", "k", b"v")
+    accepts = [(t, m) for _, t, m in cluster.sent if isinstance(m, Accept)]
+    assert len(accepts) == 1
+    first_target = accepts[0][0]
+    cluster.drop_all()  # the Accept is lost
+    for _ in range(cluster.config.accept_retry_ticks):
+        cluster.tick(0)
+    retried = [t for _, t, m in cluster.sent if isinstance(m, Accept)]
+    assert sorted(retried[1:]) == [1, 2], "widened to every follower that has not acked"
+    assert first_target in (1, 2)
+
+
+def test_not_thrifty_sends_accept_to_all():
+    """[2] With thrifty off every follower gets every Accept."""
+    cluster = Cluster(3, thrifty=False, batching=False)
+    cluster.elect(0)
+    cluster.drop_all()
+    cluster.sent.clear()
+    cluster.submit(0, 1, "put", "k", b"v")
+    assert sorted(t for _, t, m in cluster.sent if isinstance(m, Accept)) == [1, 2]
+
+
+# ---- 3. Flexible quorums ----
+
+
+def test_flexible_quorums_must_intersect():
+    """[3] |Q1| + |Q2| <= N is refused at start-up; > N is accepted."""
+    with pytest.raises(ConfigError):
+        LowPaxosConfig(replicas=5, q1=3, q2=2).validate()
+    LowPaxosConfig(replicas=5, q1=4, q2=2).validate()
+
+
+def test_phase2_quorum_of_two_commits_with_one_ack_in_five():
+    """[3] With N=5, |Q1|=4, |Q2|=2 one follower's ack commits a slot."""
+    cluster = Cluster(5, q1=4, q2=2, batching=False)
+    cluster.elect(0)
+    cluster.drop_all()
+    cluster.submit(0, 1, "put", "k", b"v")
+    accepts = cluster.take(Accept)
+    assert len(accepts) == 1, "thrifty: Q2 - 1 = 1 follower"
+    source, target, message = accepts[0]
+    cluster.carry_out(target, cluster.cores[target].on_message(source, message))
+    cluster.deliver_all()
+    assert cluster.cores[0].commit_index == 1
+    assert cluster.ok_replies()[-1].request_id == 1
+
+
+def test_commit_needs_a_full_phase2_quorum():
+    """[3] With majorities at N=5 two acks are not enough: the leader waits for a third."""
+    cluster = Cluster(5, thrifty=False, batching=False)
+    cluster.elect(0)
+    cluster.drop_all()
+    cluster.submit(0, 1, "put", "k", b"v")
+    accepts = cluster.take(Accept)
+    for source, target, message in accepts[:1]:
+        cluster.carry_out(target, cluster.cores[target].on_message(source, message))
+    cluster.queue.clear()
+    cluster.deliver_all()
+    leader = cluster.cores[0]
+    accepted = [item for item in cluster.sent if isinstance(item[2], Accepted)]
+    assert len(accepted) == 1
+    cluster.carry_out(0, leader.on_message(accepted[0][0], accepted[0][2]))
+    assert leader.commit_index == 0, "leader + 1 follower = 2 < 3"
+    source, target, message = accepts[1]
+    cluster.carry_out(target, cluster.cores[target].on_message(source, message))
+    cluster.deliver_all()
+    assert leader.commit_index == 1
+
+
+# ---- 4. Batching, pipelining, back-pressure ----
+
+
+def test_batches_stay_within_the_byte_budget():
+    """[4] Many small commands share a slot; no batch exceeds the datagram budget."""
+    from lowpaxos.codec import encoded_size
+
+    cluster = Cluster(3, batch_bytes_max=1200)
+    cluster.elect(0)
+    put(cluster, 0, 200)
+    cluster.tick_all(10)
+    slots = [e for e in cluster.cores[0].log.values() if e.batch]
+    assert len(slots) < 20, "200 commands in far fewer slots"
+    for _, _, message in cluster.sent:
+        if isinstance(message, Accept):
+            assert encoded_size(message) <= 1200
+    assert len(cluster.ok_replies()) == 200
+
+
+def test_window_bounds_slots_in_flight_and_queue_gives_busy():
+    """[4] No more than window_slots slots in flight; past the queue bound, BUSY."""
+    cluster = Cluster(3, batching=False, window_slots=4, pending_commands_max=3)
+    cluster.elect(0)
+    cluster.drop_all()
+    leader = cluster.cores[0]
+    for i in range(8):
+        cluster.submit(0, 1 + i, "put", "k", b"v")
+    assert leader.next_slot - 1 - leader.commit_index == 4
+    assert len(leader.pending) == 3
+    busy = [r for r in cluster.replies if r.status is ReplyStatus.BUSY]
+    assert len(busy) == 1
+    cluster.deliver_all()
+    cluster.tick_all(3)
+    assert leader.commit_index == 7
+    assert not leader.pending
+
+
+# ---- 5. No commit messages in steady state ----
+
+
+def test_commit_point_rides_on_the_next_accept():
+    """[5] A follower learns slot 1 is committed from the Accept for slot 2."""
+    cluster = Cluster(3, thrifty=False, batching=False)
+    cluster.elect(0)
+    cluster.tick_all(2)
+    cluster.submit(0, 1, "put", "a", b"1")
+    cluster.deliver_all()
+    follower = cluster.cores[1]
+    assert cluster.cores[0].commit_index == 1
+    assert follower.commit_index == 0
+    cluster.submit(0, 1, "put", "b", b"2")
+    cluster.deliver_one()  # the Accept for slot 2 to replica 1
+    assert follower.commit_index == 1
+    assert follower.kvs.data["a"] == b"1"
+    kinds = {type(m).__name__ for _, _, m in cluster.sent}
+    assert "Commit" not in kinds
+
+
+def test_idle_follower_learns_commit_from_heartbeat():
+    """[5] With no further Accepts, the next heartbeat carries the commit point."""
+    cluster = Cluster(3, thrifty=False, batching=False)
+    cluster.elect(0)
+    cluster.submit(0, 1, "put", "a", b"1")
+    cluster.deliver_all()
+    assert cluster.cores[2].commit_index == 0
+    cluster.tick_all(cluster.config.heartbeat_ticks + 1)
+    assert cluster.cores[2].commit_index == 1
+
+
+def test_follower_commits_only_entries_of_the_leaders_ballot():
+    """[5] A follower holding an older-ballot value for a committed slot fetches it
+    instead of assuming it is the chosen value."""
+    cluster = Cluster(3)
+    cluster.elect(0)
+    follower = cluster.cores[2]
+    old = Entry(1, Ballot(1, 0), (Command(9, 1, "put", "x", b"stale"),))
+    cluster.carry_out(2, follower.on_message(0, Accept(old.ballot, 1, old.batch, 0, 0)))
+    cluster.drop_all()
+    cluster.crash(0)
+    cluster.elect(1)
+    new_ballot = cluster.cores[1].promised
+    follower.on_message(1, Heartbeat(new_ballot, 1, 0))
+    assert follower.log[1].ballot != new_ballot or follower.commit_index <= 1
+
+
+# ---- 6. Catch-up in bounded chunks ----
+
+
+def test_catchup_in_bounded_chunks():
+    """[6] A replica that missed 100 slots fetches them in chunks under the byte bound."""
+    cluster = Cluster(3, thrifty=True, batching=False, catchup_bytes_max=300,
+                      snapshot_slots=1000, log_slots_max=2000)
+    cluster.elect(0)
+    cluster.crash(2)
+    for i in range(100):
+        cluster.submit(0, 1, "put", f"k{i}", b"v")
+        cluster.deliver_all()
+    cluster.restart(2)
+    cluster.sent.clear()
+    cluster.tick_all(cluster.config.heartbeat_ticks + 2)
+    replies = [m for _, _, m in cluster.sent if isinstance(m, CatchupReply)]
+    assert cluster.cores[2].commit_index >= 100
+    assert len(replies) > 3
+    from lowpaxos.codec import encoded_size
+    assert all(encoded_size(m) <= 300 + 200 for m in replies)
+    assert cluster.cores[2].kvs.digest() == cluster.cores[0].kvs.digest()
+
+
+# ---- 7. Bounded memory: snapshots and truncation ----
+
+
+def test_log_is_truncated_after_every_replica_applied():
+    """[7] Slots every replica applied are dropped after a snapshot; the log stays short."""
+    cluster = Cluster(3, thrifty=False, batching=False, snapshot_slots=16, log_slots_max=64,
+                      window_slots=8)
+    cluster.elect(0)
+    for i in range(300):
+        cluster.submit(0, 1, "put", f"k{i % 7}", b"v%d" % i)
+        cluster.deliver_all()
+    cluster.tick_all(30)
+    for core in cluster.cores:
+        assert core.commit_index >= 300
+        assert len(core.log) <= 64
+        assert core.log_start > 0
+    assert len({c.kvs.digest() for c in cluster.cores}) == 1
+
+
+def test_replica_behind_the_cut_receives_a_snapshot():
+    """[7] With one replica down the log is still cut at log_slots_max; on return the
+    replica gets a snapshot and converges."""
+    cluster = Cluster(3, thrifty=True, batching=False, snapshot_slots=16, log_slots_max=32,
+                      window_slots=8)
+    cluster.elect(0)
+    cluster.crash(2)
+    for i in range(200):
+        cluster.submit(0, 1, "put", f"k{i % 9}", b"v%d" % i)
+        cluster.deliver_all()
+    assert len(cluster.cores[0].log) <= 32 + 16
+    cluster.restart(2)
+    cluster.sent.clear()
+    cluster.tick_all(60)
+    assert any(isinstance(m, Snapshot) for _, _, m in cluster.sent)
+    assert cluster.cores[2].commit_index >= 200
+    assert cluster.cores[2].kvs.digest() == cluster.cores[0].kvs.digest()
+
+
+# ---- Durability and crash recovery ----
+
+
+def test_restart_rebuilds_state_from_durable_records():
+    """A restarted replica recovers its promise, log and applied KVS from its records."""
+    cluster = Cluster(3)
+    cluster.elect(0)
+    put(cluster, 0, 30)
+    cluster.tick_all(40)
+    digest = cluster.cores[1].kvs.digest()
+    promised = cluster.cores[1].promised
+    cluster.crash(1)
+    cluster.restart(1)
+    assert cluster.cores[1].promised == promised
+    assert cluster.cores[1].kvs.digest() == digest
+
+
+def test_acknowledged_writes_survive_leader_crash():
+    """A write acknowledged before the leader crashes is readable from the next leader."""
+    cluster = Cluster(3)
+    cluster.elect(0)
+    cluster.submit(0, 1, "put", "a", b"kept")
+    cluster.tick_all(3)
+    assert cluster.ok_replies()
+    cluster.crash(0)
+    cluster.elect(2)
+    cluster.submit(2, 2, "get", "a")
+    cluster.tick_all(5)
+    assert cluster.ok_replies()[-1].result == b"kept"
+
+
+# ---- Client sessions ----
+
+
+def test_retried_request_executes_once():
+    """A retried (client, request) is answered from the client table, not run again."""
+    cluster = Cluster(3, batching=False)
+    cluster.elect(0)
+    command = Command(5, 1, "cas", "a", b"1", None)
+    cluster.carry_out(0, cluster.cores[0].on_client_request(ClientRequest(command)))
+    cluster.deliver_all()
+    cluster.carry_out(0, cluster.cores[0].on_client_request(ClientRequest(command)))
+    cluster.deliver_all()
+    results = [r.result for r in cluster.ok_replies()]
+    assert results == [True, True]
+    assert cluster.cores[0].kvs.executed == 1
+    assert cluster.cores[0].commit_index == 1
+
+
+def test_followers_redirect_clients_to_the_leader():
+    """A follower answers NOT_LEADER with the leader's id."""
+    cluster = Cluster(3)
+    cluster.elect(0)
+    cluster.tick_all(2)
+    cluster.submit(1, 1, "get", "a")
+    assert cluster.replies[-1].status is ReplyStatus.NOT_LEADER
+    assert cluster.replies[-1].leader_hint == 0
+
+
+# ---- Bad input ----
+
+
+def test_bad_input_is_dropped_and_counted():
+    """Unknown types, non-members, forged ballots and bad commands are counted drops."""
+    cluster = Cluster(3)
+    cluster.elect(0)
+    core = cluster.cores[1]
+    assert core.on_message(7, Heartbeat(Ballot(9, 7), 0, 0)).empty()
+    assert core.on_message(0, "garbage").empty()
+    assert core.on_message(2, Heartbeat(Ballot(9, 0), 0, 0)).empty()
+    effects = cluster.cores[0].on_client_request(ClientRequest(Command(1, 1, "frobnicate", "k")))
+    assert effects.reply[0].status is ReplyStatus.INVALID
+    drops = core.drop_counts()
+    assert drops["non_member"] == 1
+    assert drops["unknown_type"] == 1
+    assert drops["not_ballot_owner"] == 1
+    assert cluster.cores[0].drop_counts()["bad_command"] == 1
+
+
+def test_promise_for_an_old_ballot_is_ignored():
+    """A Promise that does not match the current candidacy changes nothing."""
+    cluster = Cluster(3)
+    cluster.elect(0)
+    before = cluster.cores[0].drop_counts().get("stale_promise", 0)
+    effects = cluster.cores[0].on_message(1, Promise(Ballot(0, 0), (), 0))
+    assert effects.empty()
+    assert cluster.cores[0].drop_counts()["stale_promise"] == before + 1
+
+
+def test_catchup_request_beyond_commit_sends_nothing():
+    """A catch-up request for slots not yet committed is dropped, not answered."""
+    cluster = Cluster(3)
+    cluster.elect(0)
+    effects = cluster.cores[1].on_message(2, CatchupRequest(Ballot(1, 0), 99))
+    assert effects.empty()
