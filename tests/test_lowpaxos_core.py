@@ -244,19 +244,75 @@ def test_idle_follower_learns_commit_from_heartbeat():
 
 
 def test_follower_commits_only_entries_of_the_leaders_ballot():
-    """[5] A follower holding an older-ballot value for a committed slot fetches it
-    instead of assuming it is the chosen value."""
-    cluster = Cluster(3)
+    """[5] A follower holding an older-ballot value for a slot the new leader committed
+    with another value must not take its own stale value as committed."""
+    cluster = Cluster(3, batching=False)
     cluster.elect(0)
-    follower = cluster.cores[2]
-    old = Entry(1, Ballot(1, 0), (Command(9, 1, "put", "x", b"stale"),))
-    cluster.carry_out(2, follower.on_message(0, Accept(old.ballot, 1, old.batch, 0, 0)))
+    cluster.submit(0, 1, "put", "x", b"stale")
+    # The Accept goes to one follower (thrifty); make sure it is replica 2, then cut 2 off.
+    accepts = cluster.take(Accept)
+    assert len(accepts) == 1
+    _, target, message = accepts[0]
+    cluster.carry_out(2, cluster.cores[2].on_message(0, message))
     cluster.drop_all()
-    cluster.crash(0)
-    cluster.elect(1)
+    cluster.crash(2)
+    cluster.elect(1)  # phase 1 with {1, 0}: neither holds slot 1
+    cluster.submit(1, 2, "put", "x", b"fresh")
+    cluster.tick_all(3)
+    assert cluster.cores[1].commit_index >= 1
+    cluster.down.discard(2)  # replica 2 comes back with its volatile state intact
     new_ballot = cluster.cores[1].promised
-    follower.on_message(1, Heartbeat(new_ballot, 1, 0))
-    assert follower.log[1].ballot != new_ballot or follower.commit_index <= 1
+    cluster.carry_out(2, cluster.cores[2].on_message(1, Heartbeat(new_ballot, cluster.cores[1].commit_index, 0)))
+    assert cluster.cores[2].kvs.data.get("x") != b"stale"
+    cluster.deliver_all()
+    cluster.tick_all(3)
+    assert cluster.cores[2].kvs.data.get("x") == b"fresh"
+
+
+def test_new_leader_takes_the_highest_ballot_value():
+    """[1] Two promises report different values for a slot: the higher ballot wins
+    (Paxos Made Simple §2.2, P2c)."""
+    cluster = Cluster(3)
+    core = cluster.cores[0]
+    cluster.carry_out(0, _start(core))
+    ballot = core.promised
+    low = Entry(1, Ballot(0, 1), (Command(1, 1, "put", "k", b"low"),))
+    high = Entry(1, Ballot(0, 2), (Command(2, 1, "put", "k", b"high"),))
+    # Replica 0's own promise has nothing; one peer reports the lower, one the higher.
+    cluster.carry_out(0, core.on_message(1, Promise(ballot, (low,), 0)))
+    assert core.role is Role.LEADER  # Q1 = 2 reached with replica 1
+    assert core.log[1].batch == low.batch
+    cluster2 = Cluster(3, q1=3, q2=1)
+    core = cluster2.cores[0]
+    cluster2.carry_out(0, _start(core))
+    ballot = core.promised
+    core.on_message(1, Promise(ballot, (low,), 0))
+    core.on_message(2, Promise(ballot, (high,), 0))
+    assert core.role is Role.LEADER
+    assert core.log[1].batch == high.batch
+
+
+def test_stale_accepted_does_not_count():
+    """An Accepted for an older ballot must not count toward the current ballot's quorum."""
+    cluster = Cluster(3, batching=False, thrifty=False)
+    cluster.elect(0)
+    old_ballot = cluster.cores[0].promised
+    cluster.elect(1)
+    cluster.elect(0)  # re-elected with a newer ballot
+    assert cluster.cores[0].promised > old_ballot
+    cluster.submit(0, 1, "put", "k", b"v")
+    slot = cluster.cores[0].next_slot - 1
+    cluster.drop_all()
+    cluster.carry_out(0, cluster.cores[0].on_message(1, Accepted(old_ballot, slot, 0)))
+    assert cluster.cores[0].commit_index < slot
+    assert cluster.cores[0].drop_counts()["stale_accepted"] >= 1
+
+
+def _start(core):
+    from lowpaxos.core.api import Effects
+    effects = Effects()
+    core.start_election(effects)
+    return effects
 
 
 # ---- 6. Catch-up in bounded chunks ----
@@ -335,6 +391,25 @@ def test_restart_rebuilds_state_from_durable_records():
     cluster.restart(1)
     assert cluster.cores[1].promised == promised
     assert cluster.cores[1].kvs.digest() == digest
+
+
+def test_write_survives_when_the_leader_restarts_and_its_follower_is_lost():
+    """A write committed by the leader and one follower survives the follower's loss:
+    the leader's own accept was durable before the commit (persist before send)."""
+    cluster = Cluster(3, batching=False)
+    cluster.elect(0)
+    cluster.submit(0, 1, "put", "a", b"kept")
+    cluster.deliver_all()
+    assert cluster.ok_replies()
+    cluster.crash(0)
+    cluster.restart(0)
+    helper = [r for r in (1, 2) if cluster.cores[r].log][0]
+    cluster.crash(helper)
+    cluster.drop_all()
+    cluster.elect(0)
+    cluster.submit(0, 2, "get", "a")
+    cluster.tick_all(20)
+    assert cluster.ok_replies()[-1].result == b"kept"
 
 
 def test_acknowledged_writes_survive_leader_crash():
