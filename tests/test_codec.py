@@ -12,7 +12,7 @@ from lowpaxos.codec import DecodeError, EncodeError, decode, encode, encoded_siz
 from lowpaxos.core.api import ClientReply, ClientRequest, Command, ReplyStatus
 from lowpaxos.protocols.lowpaxos import messages as lp
 
-from strategies import messages
+from tests.strategies import messages
 
 ACCEPT = lp.Accept(lp.Ballot(3, 1), 5, (Command(7, 9, "put", "k", b"v"),), 4, 2)
 
@@ -104,7 +104,7 @@ def test_unknown_type_tag():
         [18, [1, 0], 3, [1, 2, 0, "k", None, None], 0, 0],  # command not nested in a batch
         [17, [1, 0], [[1, [1, 0]]], 0],  # entry missing its batch
         [20, [1, 0], 0, 1],  # int where a bool goes
-        [2, 1, 2, 7, None, None],  # unknown reply status
+        [2, 1, 2, 9, None, None],  # unknown reply status
         [2, 1, 2, 0, 1.0, None],  # float result
         [2, 1, 2, 0, None, -1],  # negative leader hint
         [1, {"client_id": 1}],  # a map instead of an array
