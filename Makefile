@@ -23,5 +23,8 @@ run: $(STAMP)
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_stateful.py
 
+mutants: $(STAMP)
+	$(PY) tests/mutants/run.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info

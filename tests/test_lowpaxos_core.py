@@ -490,3 +490,18 @@ def test_catchup_request_beyond_commit_sends_nothing():
     cluster.elect(0)
     effects = cluster.cores[1].on_message(2, CatchupRequest(Ballot(1, 0), 99))
     assert effects.empty()
+
+
+def test_catchup_keeps_the_higher_ballot_of_the_same_value():
+    """[6] Catch-up brings slot 1's committed value in the ballot its source accepted it
+    in; our own entry holds the same value in a higher ballot and must keep it, or a
+    later phase 1 could miss that we were part of the choosing quorum."""
+    cluster = Cluster(3)
+    follower = cluster.cores[2]
+    batch = (Command(1, 1, "put", "k", b"v"),)
+    high = Ballot(3, 1)
+    follower.on_message(1, Accept(high, 1, batch, 0, 0))
+    assert follower.log[1].ballot == high
+    follower.on_message(0, CatchupReply(Ballot(1, 0), (Entry(1, Ballot(1, 0), batch),), 1))
+    assert follower.commit_index == 1
+    assert follower.log[1].ballot == high

@@ -1,0 +1,96 @@
+"""Apply each hand-written bug in tests/mutants/*.patch to a temporary copy of the
+tree and run the suite against it: every mutant must be killed (some test fails).
+
+Usage: python tests/mutants/run.py [NAME ...]
+Prints one line per mutant naming the test that killed it; exits 1 if any survived.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MUTANT_DIR = ROOT / "tests" / "mutants"
+# The suite runs fast tests first; -x stops at the first failure, which names the killer.
+# The stateful and simulator tests come last: they catch what the unit tests miss.
+TEST_ORDER = [
+    "tests/test_kvs.py",
+    "tests/test_lowpaxos_core.py",
+    "tests/test_sim.py",
+    "tests/test_stateful.py",
+]
+TIMEOUT_S = 900
+
+
+def copy_tree(target: pathlib.Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        source = ROOT / name
+        if not source.is_file():
+            continue
+        dest = target / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, dest)
+
+
+def run_mutant(patch: pathlib.Path) -> tuple[str, str, float]:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"mutant-{patch.stem}-") as tmp:
+        tree = pathlib.Path(tmp)
+        copy_tree(tree)
+        applied = subprocess.run(["patch", "-p1", "--quiet", "-i", str(patch)], cwd=tree,
+                                 capture_output=True, text=True)
+        if applied.returncode != 0:
+            return "broken", f"patch does not apply: {applied.stdout}{applied.stderr}", 0.0
+        env = dict(os.environ)
+        # The copy's package shadows the editable install of the real tree.
+        env["PYTHONPATH"] = f"{tree / 'impl'}{os.pathsep}{tree}"
+        env.setdefault("HYPOTHESIS_PROFILE", "ci")
+        tests = [t for t in TEST_ORDER if (tree / t).exists()]
+        probe = subprocess.run([sys.executable, "-c", "import lowpaxos; print(lowpaxos.__file__)"],
+                               cwd=tree, env=env, capture_output=True, text=True)
+        assert probe.stdout.strip().startswith(str(tree)), f"mutant copy not imported: {probe.stdout}"
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                cwd=tree, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return "survived", f"timed out after {TIMEOUT_S} s", time.monotonic() - started
+        seconds = time.monotonic() - started
+        if result.returncode == 0:
+            return "survived", "every test passed", seconds
+        failed = re.findall(r"^FAILED (\S+)", result.stdout, re.M)
+        errors = re.findall(r"^ERROR (\S+)", result.stdout, re.M)
+        if failed:
+            return "killed", failed[0], seconds
+        return "broken", f"no test failed but pytest exited {result.returncode}: {errors[:1]}", seconds
+
+
+def main(argv: list[str]) -> int:
+    patches = sorted(MUTANT_DIR.glob("*.patch"))
+    if argv:
+        patches = [p for p in patches if p.stem in argv]
+    if not patches:
+        print("no mutants found")
+        return 1
+    bad = 0
+    for patch in patches:
+        description = patch.read_text().splitlines()[0].lstrip("# ")
+        verdict, detail, seconds = run_mutant(patch)
+        print(f"{verdict:8} {patch.stem:32} {seconds:6.1f}s  {detail}")
+        print(f"         {'':32}          ({description})")
+        bad += verdict != "killed"
+    print(f"{len(patches) - bad} of {len(patches)} mutants killed")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
