@@ -87,11 +87,27 @@ class KeyValueStore:
 
     @classmethod
     def restore(cls, state: bytes) -> "KeyValueStore":
-        data, sessions, executed = msgpack.unpackb(state, raw=False, strict_map_key=False)
-        store = cls()
-        store.data = {key: value for key, value in data}
-        store.sessions = {cid: (rid, res) for cid, rid, res in sessions}
-        store.executed = executed
+        """Rebuild a store from ``snapshot()`` bytes; ValueError if they are not that."""
+        try:
+            data, sessions, executed = msgpack.unpackb(state, raw=False, strict_map_key=False)
+            store = cls()
+            for key, value in data:
+                if not isinstance(key, str) or not isinstance(value, bytes):
+                    raise ValueError("a data entry is not (str, bytes)")
+                store.data[key] = value
+            for client_id, request_id, result in sessions:
+                if not isinstance(client_id, int) or not isinstance(request_id, int):
+                    raise ValueError("a session is not (int, int, result)")
+                if result is not None and not isinstance(result, (bytes, bool)):
+                    raise ValueError("a session result is not bytes, bool or nil")
+                store.sessions[client_id] = (request_id, result)
+            if not isinstance(executed, int):
+                raise ValueError("the executed count is not an int")
+            store.executed = executed
+        except ValueError:
+            raise
+        except Exception as error:  # msgpack's own errors, wrong shapes, wrong arity
+            raise ValueError(f"not a KVS snapshot: {error}") from error
         return store
 
     def digest(self) -> str:

@@ -285,6 +285,8 @@ class LowPaxosReplica:
             return self._drop("stale_promise")
         if source in self.promises:
             return self._drop("duplicate")
+        if not self._entries_in_range(message.entries):
+            return self._drop("bad_entries")
         self.promises[source] = message
         self._trace(effects, "HandlePromise", source, message)
         self._maybe_become_leader(effects)
@@ -456,6 +458,8 @@ class LowPaxosReplica:
             # Memory stays bounded: a slot this far ahead is refused (the leader's window
             # never puts it there; it widens and retries, and we catch up meanwhile).
             return self._drop("slot_out_of_range")
+        if not all(valid_command(c) is None for c in message.batch):
+            return self._drop("bad_command")
         self._follow(source, message.ballot, effects)
         if message.slot > self.commit_index:
             self.log[message.slot] = Entry(message.slot, message.ballot, message.batch)
@@ -641,6 +645,8 @@ class LowPaxosReplica:
         if self.role is Role.LEADER:
             # A leader re-proposed every open slot when elected; it never needs these.
             return self._drop("leader_needs_no_catchup")
+        if not self._entries_in_range(message.entries):
+            return self._drop("bad_entries")
         self.catchup_sent_tick = None
         taken = []
         slot = self.commit_index
@@ -765,6 +771,14 @@ class LowPaxosReplica:
     def _entries_above(self, slot: int) -> tuple[Entry, ...]:
         return tuple(self.log[s] for s in sorted(self.log) if s > slot)
 
+    def _entries_in_range(self, entries: tuple[Entry, ...]) -> bool:
+        """Entries a peer reports must fit our memory bound and hold valid commands."""
+        limit = self.commit_index + self.config.log_slots_max
+        return all(
+            1 <= entry.slot <= limit and all(valid_command(c) is None for c in entry.batch)
+            for entry in entries
+        )
+
     def _drop(self, reason: str) -> None:
         self.drops[reason] += 1
 
@@ -779,8 +793,10 @@ class LowPaxosReplica:
         assert all(slot > self.log_start for slot in self.log), "no entry below the cut"
         for slot in range(self.log_start + 1, self.commit_index + 1):
             assert slot in self.log, "every committed slot above the cut is held"
-        assert all(entry.ballot <= self.promised for entry in self.log.values()), \
-            "no entry was accepted above our promise"
+        # Committed entries may come from catch-up in a ballot we never promised; the
+        # ones still open were accepted here, under our promise.
+        assert all(entry.ballot <= self.promised for slot, entry in self.log.items()
+                   if slot > self.commit_index), "no open entry was accepted above our promise"
         assert len(self.pending) <= self.config.pending_commands_max, "the queue is bounded"
         if self.role is Role.LEADER:
             assert self.promised.replica == self.replica_id, "a leader leads its own ballot"
