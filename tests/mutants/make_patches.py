@@ -1,0 +1,40 @@
+"""Regenerate tests/mutants/*.patch from (name, file, old, new, description) after the
+code they mutate has moved. Each old text must occur exactly once."""
+import difflib, pathlib, sys
+root = pathlib.Path(__file__).resolve().parents[2]
+C = "impl/lowpaxos/protocols/lowpaxos/core.py"
+K = "impl/lowpaxos/kvs.py"
+MUTANTS = [
+ ("accept_lower_ballot", C, "        if message.ballot < self.promised:\n            self._drop(\"stale_ballot\")\n            effects.send.append((source, Reject(self.promised, self.commit_index)))\n            return\n        if message.slot < 1",
+  "        if False and message.ballot < self.promised:\n            self._drop(\"stale_ballot\")\n            effects.send.append((source, Reject(self.promised, self.commit_index)))\n            return\n        if message.slot < 1",
+  "An acceptor takes an Accept below its promised ballot."),
+ ("quorum_one_short", C, "len(self.acks[slot]) >= self.config.quorum_phase2", "len(self.acks[slot]) >= self.config.quorum_phase2 - 1",
+  "The leader commits a slot with one ack fewer than a phase-2 quorum."),
+ ("leader_accept_not_persisted", C, "            self.accept_sent_tick[entry.slot] = self.now\n        effects.persist.append(SaveEntries(tuple(entries)))",
+  "            self.accept_sent_tick[entry.slot] = self.now",
+  "The leader counts its own accept toward the quorum and replies without persisting it."),
+ ("stale_leader_commits", C, "        if self.role is not Role.LEADER or message.ballot != self.promised:\n            # Counting",
+  "        if self.role is not Role.LEADER:\n            # Counting",
+  "A leader counts Accepted replies of an older ballot, so a deposed ballot's acks commit after a newer phase 1."),
+ ("skip_noop_fill", C, "            batch = best[slot].batch if slot in best else ()\n            recovered.append(Entry(slot, ballot, batch))",
+  "            if slot in best:\n                recovered.append(Entry(slot, ballot, best[slot].batch))",
+  "A new leader re-proposes reported values but leaves gaps unfilled instead of proposing no-ops."),
+ ("retried_request_runs_twice", K, "        if latest is not None and command.request_id <= latest[0]:", "        if False:",
+  "The KVS executes a request again when it is committed a second time."),
+ ("phase1_takes_lowest_ballot", C, "if current is None or entry.ballot > current.ballot:", "if current is None or entry.ballot < current.ballot:",
+  "A new leader takes the lowest-ballot value a promise reported instead of the highest."),
+ ("promise_not_persisted", C, "            self.promised = ballot\n            effects.persist.append(SavePromise(ballot))", "            self.promised = ballot",
+  "A replica promises a ballot without making the promise durable; after a restart it forgets it."),
+ ("follower_commits_any_ballot", C, "            if entry is None or entry.ballot != ballot:\n                break", "            if entry is None:\n                break",
+  "A follower takes its own entry as committed whatever ballot it was accepted in."),
+ ("catchup_lowers_ballot", C, "            if current is not None and current.batch == entry.batch and current.ballot > entry.ballot:", "            if False:",
+  "Catch-up overwrites an entry accepted in a higher ballot with the same value in a lower one."),
+]
+out = root / "tests/mutants"
+for name, path, old, new, desc in MUTANTS:
+    text = (root / path).read_text()
+    assert text.count(old) == 1, (name, text.count(old))
+    mutated = text.replace(old, new)
+    diff = difflib.unified_diff(text.splitlines(True), mutated.splitlines(True), f"a/{path}", f"b/{path}")
+    (out / f"{name}.patch").write_text(f"# {desc}\n" + "".join(diff))
+print(len(MUTANTS))
