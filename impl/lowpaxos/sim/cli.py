@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batching", type=_on_off, default=None, help="on or off")
     parser.add_argument("--tick-us", type=int, default=None,
                         help="virtual length of a tick (default: 1000, longer on slow links)")
-    parser.add_argument("--safety-ticks", type=int, default=500,
+    parser.add_argument("--safety-ticks", type=int, default=200,
                         help="length of the safety phase, in ticks; faults fall inside it")
     parser.add_argument("--print-events", action="store_true", help="print every event")
 
