@@ -1,0 +1,641 @@
+"""One LowPaxos replica process: the asyncio driver of the sans-I/O core.
+
+Theory of operation
+-------------------
+Three inputs reach the core, one at a time, on the event loop: datagrams from
+peers (``receive_loop``), ticks (``tick_loop``) and client commands (the RESP
+server through ``submit``). Each call returns an ``Effects`` batch, which
+``enqueue`` turns into sealed datagrams and puts on the pending list.
+
+``flush_loop`` carries pending batches out in the order api.py binds:
+persist -> send -> reply -> applied. It takes *every* batch pending at that
+moment, writes all their persist records in one SQLite transaction (fsynced),
+and only then sends, replies and writes trace events (group commit). While the
+fsync runs in the storage thread, the loop keeps feeding the core; those newer
+batches wait for the next transaction. This is safe: nothing of a batch leaves
+the process before its records are durable, so a crash loses only inputs the
+rest of the cluster never saw answered, which is the same as losing messages.
+
+Client commands (``submit``) go to the core of the replica believed to lead:
+the local core, or a peer's core over UDP as a ``ClientRequest``; the peer's
+runtime sends the ``ClientReply`` back the same way. NOT_LEADER replies redirect,
+BUSY backs off, silence retries; everything under one deadline. Retries reuse
+the request id, so the KVS client table runs each command at most once
+(VR Revisited §4). Each RESP connection is one client session and runs its
+commands one after another, which keeps Redis' in-order semantics.
+
+Bounds: one reply future per connection (connections <= connections_max),
+forwarded requests <= forwarded_requests_max, datagrams <= datagram_bytes_max,
+in-flight commands <= the core's window and queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import os
+import random
+import resource
+import secrets
+import signal
+import sys
+import time
+from collections import Counter, OrderedDict
+
+from lowpaxos import __version__, codec
+from lowpaxos.core.api import ClientReply, ClientRequest, Command, Effects, ReplyStatus
+from lowpaxos.protocols.lowpaxos.core import LowPaxosReplica, Role
+from lowpaxos.runtime import resp
+from lowpaxos.runtime.cluster import ClusterFileError, ClusterSpec, load_cluster, load_key
+from lowpaxos.runtime.framing import FrameError, open_frame, seal
+from lowpaxos.runtime.logs import Logger
+from lowpaxos.runtime.storage import SqliteStorage, StorageCorrupt
+from lowpaxos.runtime.trace import TraceWriter
+
+ATTEMPT_TIMEOUT_S = 1.0  # one try at the believed leader before trying elsewhere
+NO_LEADER_PAUSE_S = 0.05  # wait this long when nobody knows the leader (an election runs)
+BUSY_PAUSE_S = 0.01
+INCR_RETRIES_MAX = 16
+RECEIVE_BUFFER_BYTES = 4 << 20
+
+
+class CommandFailed(Exception):
+    """A command that got no definite answer (RESP error text in the message)."""
+
+
+class Replica:
+    def __init__(self, spec: ClusterSpec, replica_id: int, key: bytes, logger: Logger,
+                 lifetime_s: float | None = None) -> None:
+        self.spec = spec
+        self.replica_id = replica_id
+        self.key = key
+        self.log = logger
+        self.lifetime_s = lifetime_s
+        self.limits = spec.limits
+        self.me = spec.replica(replica_id)
+        self.peer_addresses = {r.replica_id: r.address for r in spec.replicas}
+        self.storage = SqliteStorage(spec.database_path(replica_id), replica_id)
+        self.core: LowPaxosReplica | None = None
+        self.boot_us = time.time_ns() // 1000
+        # Message counter: starts at the boot time in µs so ids never repeat across restarts.
+        self.counter = self.boot_us
+        self.stats: Counter[str] = Counter()
+        self.drops: Counter[str] = Counter()
+        self.pending: list[tuple[Effects, list[tuple[int, bytes]], list[dict]]] = []
+        self.waiters: dict[tuple[int, int], asyncio.Future] = {}
+        self.forwarded: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self.connections = 0
+        self.started = time.monotonic()
+        self.stream = None
+        self.trace: TraceWriter | None = None
+        self.stop_event: asyncio.Event | None = None
+        self.flush_wakeup: asyncio.Event | None = None
+        self.storage_thread = concurrent.futures.ThreadPoolExecutor(1, "lowpaxos-storage")
+
+    # ------------------------------------------------------------------ start
+
+    def open_storage(self) -> None:
+        """Load durable state (raises StorageCorrupt) and build the core from it."""
+        durable = self.storage.load()
+        self.core = LowPaxosReplica(
+            self.spec.protocol, self.replica_id, random.Random(self.boot_us ^ self.replica_id),
+            durable=durable, trace=self.spec.trace_dir is not None,
+        )
+        if self.spec.trace_dir is not None:
+            self.trace = TraceWriter(self.spec.trace_dir / f"replica-{self.replica_id}.ndjson",
+                                     self.boot_us)
+        self.log.info("storage_loaded", path=str(self.storage.path), promised=list(durable.promised),
+                      commit_index=durable.commit_index, snapshot_index=durable.snapshot_index,
+                      entries=len(durable.entries))
+
+    async def run(self) -> None:
+        import asyncio_dgram
+
+        loop = asyncio.get_running_loop()
+        self.stop_event = asyncio.Event()
+        self.flush_wakeup = asyncio.Event()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, self.stop_event.set)
+        self.stream = await asyncio_dgram.bind(self.me.bind)
+        sock = self.stream.socket
+        for option in ("SO_RCVBUF", "SO_SNDBUF"):
+            try:
+                import socket
+                sock.setsockopt(socket.SOL_SOCKET, getattr(socket, option), RECEIVE_BUFFER_BYTES)
+            except OSError:
+                pass
+        server = await asyncio.start_server(self.serve_client, *self.me.resp,
+                                            limit=self.limits.inline_bytes_max * 2)
+        tasks = [asyncio.create_task(coroutine) for coroutine in
+                 (self.receive_loop(), self.tick_loop(), self.flush_loop())]
+        self.log.info("replica_ready", udp=f"{self.me.bind[0]}:{self.me.bind[1]}",
+                      resp=f"{self.me.resp[0]}:{self.me.resp[1]}", pid=os.getpid())
+        try:
+            stopper = asyncio.create_task(self.stop_event.wait())
+            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    raise task.exception()
+        finally:
+            server.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.stream.close()
+            self.storage_thread.shutdown(wait=True)
+            self.storage.close()
+            if self.trace is not None:
+                self.trace.close()
+            self.log.info("replica_stopped")
+
+    # ----------------------------------------------------------------- inputs
+
+    async def receive_loop(self) -> None:
+        stream = self.stream
+        while True:
+            data, _address = await stream.recv()
+            self.handle_datagram(data)
+
+    def handle_datagram(self, data: bytes) -> None:
+        self.stats["datagrams_received"] += 1
+        self.stats["bytes_received"] += len(data)
+        try:
+            sender, counter, payload = open_frame(
+                self.key, data, len(self.peer_addresses), self.limits.datagram_bytes_max)
+        except FrameError as error:
+            self.drops[error.reason] += 1
+            return
+        if sender == self.replica_id:
+            self.drops["from_self"] += 1
+            return
+        try:
+            message = codec.decode(payload)
+        except codec.DecodeError as error:
+            self.drops[f"decode_{error.reason}"] += 1
+            return
+        if type(message) is ClientReply:
+            self.deliver_reply(message)
+            return
+        if type(message) is ClientRequest:
+            self.stats["requests_forwarded_in"] += 1
+            key = (message.command.client_id, message.command.request_id)
+            self.forwarded[key] = sender
+            self.forwarded.move_to_end(key)
+            while len(self.forwarded) > self.limits.forwarded_requests_max:
+                self.forwarded.popitem(last=False)
+                self.drops["forwarded_overflow"] += 1
+            self.enqueue(self.core.on_client_request(message), (sender, counter))
+            return
+        self.stats["messages_received"] += 1
+        self.enqueue(self.core.on_message(sender, message), (sender, counter))
+
+    async def tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.spec.tick_ms / 1000
+        next_time = loop.time()
+        deadline = None if self.lifetime_s is None else loop.time() + self.lifetime_s
+        while deadline is None or loop.time() < deadline:
+            next_time += interval
+            delay = next_time - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -10 * interval:
+                next_time = loop.time()  # overloaded: skip ticks rather than burst them
+            self.enqueue(self.core.on_tick(), None)
+        self.log.info("lifetime_over", seconds=self.lifetime_s)
+
+    # ---------------------------------------------------------------- effects
+
+    def enqueue(self, effects: Effects, received: tuple[int, int] | None) -> None:
+        if effects.empty():
+            return
+        sends = []
+        for target, message in effects.send:
+            assert target != self.replica_id, "a core never sends to itself"
+            self.counter += 1
+            sends.append((target, seal(self.key, self.replica_id, self.counter, codec.encode(message))))
+        events = effects.trace
+        if events:
+            if received is not None:
+                for event in events:
+                    event["received"] = list(received)
+            events[-1]["sent"] = [[target, self.replica_id, self.counter - len(sends) + 1 + index]
+                                  for index, (target, _) in enumerate(sends)]
+        self.pending.append((effects, sends, events))
+        self.flush_wakeup.set()
+
+    async def flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.flush_wakeup.wait()
+            self.flush_wakeup.clear()
+            groups, self.pending = self.pending, []
+            records = [record for effects, _, _ in groups for record in effects.persist]
+            if records:
+                try:
+                    await loop.run_in_executor(self.storage_thread, self.storage.write, records)
+                except Exception as error:
+                    # Without durable storage the replica must not speak: stop the process.
+                    self.log.error("storage_write_failed", error=repr(error))
+                    os._exit(3)
+            for effects, sends, events in groups:
+                for target, datagram in sends:
+                    self.send_datagram(target, datagram)
+                for reply in effects.reply:
+                    self.deliver_reply(reply)
+                self.stats["commands_applied"] += len(effects.applied)
+                if events and self.trace is not None:
+                    self.trace.write(events)
+            if self.trace is not None:
+                self.trace.flush()
+
+    def send_datagram(self, target: int, datagram: bytes) -> None:
+        try:
+            self.stream._transport.sendto(datagram, self.peer_addresses[target])
+        except OSError as error:
+            self.drops["send_failed"] += 1
+            self.log.debug("send_failed", target=target, error=repr(error))
+            return
+        self.stats["datagrams_sent"] += 1
+        self.stats["bytes_sent"] += len(datagram)
+
+    def send_message(self, target: int, message) -> None:
+        """Send outside a core batch (client forwarding: it reveals no core state)."""
+        self.counter += 1
+        self.send_datagram(target, seal(self.key, self.replica_id, self.counter, codec.encode(message)))
+
+    def deliver_reply(self, reply: ClientReply) -> None:
+        key = (reply.client_id, reply.request_id)
+        waiter = self.waiters.get(key)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(reply)
+            return
+        origin = self.forwarded.pop(key, None)
+        if origin is not None:
+            self.send_message(origin, reply)
+            return
+        self.drops["reply_without_waiter"] += 1
+
+    # ------------------------------------------------------------ client path
+
+    async def submit(self, command: Command) -> ClientReply:
+        """Run ``command`` at the leader; an OK reply, or CommandFailed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.request_timeout_ms / 1000
+        key = (command.client_id, command.request_id)
+        request = ClientRequest(command)
+        target = self.leader_guess()
+        tried = 0
+        self.stats["client_commands"] += 1
+        try:
+            # Bounded by the deadline; each pass waits at least NO_LEADER_PAUSE_S or one attempt.
+            while loop.time() < deadline:
+                tried += 1
+                waiter = loop.create_future()
+                self.waiters[key] = waiter
+                if target == self.replica_id:
+                    self.enqueue(self.core.on_client_request(request), None)
+                else:
+                    self.stats["requests_forwarded_out"] += 1
+                    self.send_message(target, request)
+                timeout = min(ATTEMPT_TIMEOUT_S, max(0.0, deadline - loop.time()))
+                try:
+                    reply = await asyncio.wait_for(waiter, timeout)
+                except asyncio.TimeoutError:
+                    self.stats["client_retries"] += 1
+                    target = self.leader_guess(avoid=target)
+                    continue
+                if reply.status is ReplyStatus.OK:
+                    return reply
+                if reply.status is ReplyStatus.INVALID:
+                    raise CommandFailed(f"ERR invalid command: {reply.result!r}")
+                if reply.status is ReplyStatus.BUSY:
+                    self.stats["client_busy"] += 1
+                    await asyncio.sleep(BUSY_PAUSE_S)
+                    continue
+                # NOT_LEADER
+                if reply.leader_hint is not None and reply.leader_hint != target:
+                    target = reply.leader_hint
+                else:
+                    await asyncio.sleep(NO_LEADER_PAUSE_S)
+                    target = self.leader_guess()
+        finally:
+            self.waiters.pop(key, None)
+        self.stats["client_timeouts"] += 1
+        raise CommandFailed(
+            f"TRYAGAIN no answer from a leader within {self.limits.request_timeout_ms} ms "
+            f"({tried} tries); the command may or may not have run"
+        )
+
+    def leader_guess(self, avoid: int | None = None) -> int:
+        core = self.core
+        if core.role is Role.LEADER:
+            return self.replica_id
+        hint = core.leader_hint
+        if hint is not None and hint != avoid:
+            return hint
+        others = [r for r in self.peer_addresses if r != avoid]
+        return random.choice(others) if others else self.replica_id
+
+    # --------------------------------------------------------------- RESP side
+
+    async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        limits = self.limits
+        if self.connections >= limits.connections_max:
+            self.drops["connections_max"] += 1
+            writer.write(resp.error("ERR max number of clients reached"))
+            writer.close()
+            return
+        self.connections += 1
+        self.stats["connections_accepted"] += 1
+        session = Session(secrets.randbits(63))
+        parser = resp.RespParser(limits.arguments_max, limits.bulk_bytes_max, limits.inline_bytes_max)
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                parser.feed(data)
+                unflushed = 0
+                while True:
+                    try:
+                        arguments = parser.next_command()
+                    except resp.RespProtocolError as error:
+                        self.drops["resp_protocol_error"] += 1
+                        writer.write(resp.error(f"ERR {error}"))
+                        await writer.drain()
+                        return
+                    if arguments is None:
+                        break
+                    if not arguments:
+                        continue
+                    reply, close = await self.run_command(session, arguments)
+                    writer.write(reply)
+                    if close:
+                        await writer.drain()
+                        return
+                    unflushed += 1
+                    if unflushed >= limits.pipeline_depth_max:
+                        await writer.drain()
+                        unflushed = 0
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.connections -= 1
+            writer.close()
+
+    async def run_command(self, session: "Session", arguments: list[bytes]) -> tuple[bytes, bool]:
+        name = arguments[0].upper()
+        handler = COMMANDS.get(name)
+        if handler is None:
+            shown = arguments[0][:64].decode("utf-8", "replace")
+            return resp.error(f"ERR unknown command '{shown}'"), False
+        arity, function = handler
+        if (arity >= 0 and len(arguments) != arity) or (arity < 0 and len(arguments) < -arity):
+            shown = name.decode("ascii", "replace").lower()
+            return resp.error(f"ERR wrong number of arguments for '{shown}' command"), False
+        try:
+            return await function(self, session, arguments[1:]), name == b"QUIT"
+        except CommandFailed as error:
+            return resp.error(str(error)), False
+        except BadArgument as error:
+            return resp.error(str(error)), False
+
+    def check_key(self, key: bytes) -> str:
+        if len(key) > self.limits.key_bytes_max:
+            raise BadArgument(f"ERR key of {len(key)} bytes; the maximum is "
+                              f"{self.limits.key_bytes_max}")
+        # latin-1 maps every byte string to a distinct str and back: binary keys work.
+        return key.decode("latin-1")
+
+    def check_value(self, value: bytes) -> bytes:
+        if len(value) > self.limits.value_bytes_max:
+            raise BadArgument(f"ERR value of {len(value)} bytes refused; the maximum is "
+                              f"{self.limits.value_bytes_max} bytes (value_bytes_max)")
+        return value
+
+    async def kvs(self, session: "Session", op: str, key: str, value: bytes | None = None,
+                  expected: bytes | None = None):
+        command = Command(session.client_id, session.next_request_id(), op, key, value, expected)
+        reply = await self.submit(command)
+        return reply.result
+
+    def info_text(self) -> str:
+        core = self.core
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        lines = [
+            "# Server",
+            f"lowpaxos_version:{__version__}",
+            f"replica_id:{self.replica_id}",
+            f"process_id:{os.getpid()}",
+            f"uptime_in_seconds:{int(time.monotonic() - self.started)}",
+            f"tick_ms:{self.spec.tick_ms}",
+            "",
+            "# Replication",
+            f"role:{core.role.value}",
+            f"leader_hint:{'' if core.leader_hint is None else core.leader_hint}",
+            f"ballot:{core.promised.round}/{core.promised.replica}",
+            f"ballot_round:{core.promised.round}",
+            f"ballot_replica:{core.promised.replica}",
+            f"commit_index:{core.commit_index}",
+            f"applied_index:{core.applied_index}",
+            f"snapshot_index:{core.snapshot_index}",
+            f"log_start:{core.log_start}",
+            f"slots_in_memory:{len(core.log)}",
+            f"pending_commands:{len(core.pending)}",
+            "",
+            "# Stats",
+            f"connected_clients:{self.connections}",
+            f"storage_transactions:{self.storage.transactions}",
+            f"storage_records:{self.storage.records_written}",
+            f"used_cpu_seconds:{usage.ru_utime + usage.ru_stime:.3f}",
+            f"peak_rss_kb:{usage.ru_maxrss}",
+        ]
+        lines += [f"{name}:{count}" for name, count in sorted(self.stats.items())]
+        lines += ["", "# Drops"]
+        lines += [f"drop_{reason}:{count}" for reason, count in sorted(self.drops.items())]
+        lines += [f"core_drop_{reason}:{count}" for reason, count in sorted(core.drop_counts().items())]
+        return "\r\n".join(lines) + "\r\n"
+
+
+class BadArgument(Exception):
+    pass
+
+
+class Session:
+    """One RESP connection: one client id, request ids increasing from 1."""
+
+    __slots__ = ("client_id", "request_id")
+
+    def __init__(self, client_id: int) -> None:
+        self.client_id = client_id
+        self.request_id = 0
+
+    def next_request_id(self) -> int:
+        self.request_id += 1
+        return self.request_id
+
+
+# ---- Commands: name -> (arity as in Redis' COMMAND: negative means "at least"), handler ----
+
+
+async def command_ping(replica, session, arguments):
+    return resp.PONG if not arguments else resp.bulk(arguments[0])
+
+
+async def command_echo(replica, session, arguments):
+    return resp.bulk(arguments[0])
+
+
+async def command_get(replica, session, arguments):
+    key = replica.check_key(arguments[0])
+    return resp.bulk(await replica.kvs(session, "get", key))
+
+
+async def command_set(replica, session, arguments):
+    key = replica.check_key(arguments[0])
+    value = replica.check_value(arguments[1])
+    options = [option.upper() for option in arguments[2:]]
+    if not options:
+        await replica.kvs(session, "put", key, value)
+        return resp.OK
+    if options == [b"NX"]:
+        # Create only if absent: a compare-and-set against "no value".
+        swapped = await replica.kvs(session, "cas", key, value, None)
+        return resp.OK if swapped else resp.NIL
+    return resp.error("ERR syntax error: SET supports only the NX option")
+
+
+async def command_del(replica, session, arguments):
+    keys = [replica.check_key(key) for key in arguments]
+    deleted = 0
+    for key in keys:  # one command per key: DEL of several keys is not atomic here
+        deleted += bool(await replica.kvs(session, "delete", key))
+    return resp.integer(deleted)
+
+
+async def command_exists(replica, session, arguments):
+    keys = [replica.check_key(key) for key in arguments]
+    found = 0
+    for key in keys:
+        found += (await replica.kvs(session, "get", key)) is not None
+    return resp.integer(found)
+
+
+async def command_incr(replica, session, arguments):
+    key = replica.check_key(arguments[0])
+    for _ in range(INCR_RETRIES_MAX):
+        current = await replica.kvs(session, "get", key)
+        try:
+            number = 0 if current is None else int(current)
+        except ValueError:
+            return resp.error("ERR value is not an integer or out of range")
+        if not -(1 << 63) <= number + 1 < (1 << 63):
+            return resp.error("ERR increment or decrement would overflow")
+        if await replica.kvs(session, "cas", key, str(number + 1).encode(), current):
+            return resp.integer(number + 1)
+    return resp.error(f"TRYAGAIN INCR lost {INCR_RETRIES_MAX} races for the key; retry")
+
+
+async def command_cas(replica, session, arguments):
+    """CAS key expected new: set key to new if it now holds expected; 1 if swapped, else 0."""
+    key = replica.check_key(arguments[0])
+    expected = arguments[1]
+    value = replica.check_value(arguments[2])
+    swapped = await replica.kvs(session, "cas", key, value, expected)
+    return resp.integer(1 if swapped else 0)
+
+
+async def command_info(replica, session, arguments):
+    return resp.bulk(replica.info_text().encode())
+
+
+async def command_ok(replica, session, arguments):
+    return resp.OK
+
+
+async def command_empty_array(replica, session, arguments):
+    return resp.EMPTY_ARRAY
+
+
+async def command_select(replica, session, arguments):
+    if arguments[0] != b"0":
+        return resp.error("ERR DB index is out of range (only database 0 exists)")
+    return resp.OK
+
+
+async def command_hello(replica, session, arguments):
+    if arguments and arguments[0] not in (b"2",):
+        return resp.error("NOPROTO unsupported protocol version; only RESP2")
+    return resp.error("ERR HELLO is not supported; RESP2 is the default")
+
+
+COMMANDS = {
+    b"PING": (-1, command_ping),
+    b"ECHO": (2, command_echo),
+    b"GET": (2, command_get),
+    b"SET": (-3, command_set),
+    b"DEL": (-2, command_del),
+    b"EXISTS": (-2, command_exists),
+    b"INCR": (2, command_incr),
+    b"CAS": (4, command_cas),
+    b"INFO": (-1, command_info),
+    b"QUIT": (1, command_ok),
+    b"CLIENT": (-2, command_ok),  # redis-py sends CLIENT SETINFO on connect
+    b"CONFIG": (-2, command_empty_array),  # redis-benchmark reads CONFIG GET at start
+    b"COMMAND": (-1, command_empty_array),  # redis-cli asks for COMMAND DOCS
+    b"SELECT": (2, command_select),
+    b"HELLO": (-1, command_hello),
+}
+
+
+# ---- Process entry point ----
+
+
+def event_loop_factory():
+    """uvloop where installed, plain asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lowpaxos replica", description="Run one LowPaxos replica.")
+    parser.add_argument("--cluster", required=True, help="cluster file (TOML)")
+    parser.add_argument("--id", type=int, required=True, help="this replica's id in the file")
+    parser.add_argument("--lifetime-seconds", type=float, default=None,
+                        help="stop by itself after this long (tests and launchers set it)")
+    arguments = parser.parse_args(argv)
+    logger = Logger(replica=arguments.id)
+    try:
+        spec = load_cluster(arguments.cluster)
+        spec.replica(arguments.id)
+        key = load_key(spec)
+    except ClusterFileError as error:
+        logger.error("bad_cluster_file", error=str(error))
+        print(f"lowpaxos replica: {error}", file=sys.stderr)
+        return 2
+    replica = Replica(spec, arguments.id, key, logger, arguments.lifetime_seconds)
+    try:
+        replica.open_storage()
+    except StorageCorrupt as error:
+        logger.error("storage_corrupt", error=str(error))
+        print(f"lowpaxos replica {arguments.id}: {error}", file=sys.stderr)
+        return 2
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        try:
+            runner.run(replica.run())
+        except OSError as error:
+            logger.error("cannot_listen", error=str(error))
+            print(f"lowpaxos replica {arguments.id}: {error}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
