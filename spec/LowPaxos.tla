@@ -1,0 +1,444 @@
+------------------------------ MODULE LowPaxos ------------------------------
+(***************************************************************************)
+(* LowPaxos at the level of messages.                                      *)
+(*                                                                         *)
+(* LowPaxos is Multi-Paxos (Lamport, "Paxos Made Simple" §3) with flexible *)
+(* quorums (Howard, Malkhi, Spiegelman 2016): one phase 1 covers every     *)
+(* slot above the candidate's commit index, phase 2 runs per slot and is   *)
+(* thrifty (the Accept goes to only Q2 - 1 followers and is widened on a   *)
+(* retry), and the leader's commit index rides on every Accept and         *)
+(* Heartbeat, so steady state has no separate commit message.              *)
+(*                                                                         *)
+(* Action names are the names of the handlers in the Python core          *)
+(* (HandleAccept is handle_accept) and of the events in its traces.        *)
+(*                                                                         *)
+(* Abstractions, see docs/spec.md:                                         *)
+(*  - a slot holds one value; in the implementation it holds a batch of    *)
+(*    commands, which is one value to consensus;                           *)
+(*  - the network is a set of messages: a message is never consumed, so    *)
+(*    any message may be delivered any number of times (duplication), in   *)
+(*    any order, or never; LoseMessage removes one to bound the model;     *)
+(*  - snapshots and log truncation are not modelled: a catch-up reply      *)
+(*    carries committed log entries, which is what a snapshot summarises;  *)
+(*  - Restart is folded into Crash: the replica comes back at once as a    *)
+(*    follower with its durable state (promised, log, commitIndex);        *)
+(*  - timers are not modelled: any enabled action may happen at any time.  *)
+(***************************************************************************)
+EXTENDS Naturals, FiniteSets, TLC
+
+CONSTANTS
+    Replicas,       \* replica ids, a set of positive naturals, e.g. 1..3
+    Values,         \* client values (one value stands for a batch)
+    NoOp,           \* the value a new leader writes into a gap
+    MaxRound,       \* ballots have rounds 1..MaxRound
+    MaxSlot,        \* slots are 1..MaxSlot
+    Q1,             \* phase-1 (election) quorum size
+    Q2,             \* phase-2 (accept) quorum size
+    MaxMessages,    \* state constraint: at most this many messages in flight
+    CheckQuorumIntersection  \* TRUE except in the negative check spec/broken/
+
+N == Cardinality(Replicas)
+
+ASSUME Replicas \subseteq Nat \ {0} /\ Replicas # {}
+ASSUME NoOp \notin Values
+ASSUME MaxRound \in Nat \ {0} /\ MaxSlot \in Nat \ {0}
+\* Q1 = 1 (a candidate elected by its own promise alone) is not modelled.
+ASSUME Q1 \in 2..N /\ Q2 \in 1..N
+ASSUME MaxMessages \in Nat
+ASSUME CheckQuorumIntersection \in BOOLEAN
+\* Flexible Paxos: every phase-1 quorum meets every phase-2 quorum.
+ASSUME CheckQuorumIntersection => Q1 + Q2 > N
+
+-----------------------------------------------------------------------------
+(* Ballots are <<round, replica>> and compare lexicographically, so the    *)
+(* ballots of different replicas never tie (Paxos Made Simple §2.2).      *)
+
+Slots == 1..MaxSlot
+Ballots == (1..MaxRound) \X Replicas
+ZeroBallot == <<0, 0>>           \* below every real ballot
+Greater(a, b) == \/ a[1] > b[1]
+                 \/ a[1] = b[1] /\ a[2] > b[2]
+GreaterEq(a, b) == a = b \/ Greater(a, b)
+
+AllValues == Values \cup {NoOp}
+Entry == [bal : Ballots, val : AllValues]
+NoEntry == [bal |-> ZeroBallot, val |-> NoOp]    \* an empty log slot
+SlotEntry == [slot : Slots, bal : Ballots, val : AllValues]
+
+Roles == {"follower", "candidate", "leader"}
+
+VARIABLES
+    promised,     \* durable: the highest ballot the replica has promised
+    log,          \* durable: log[r][s] is an Entry or NoEntry
+    commitIndex,  \* persisted as a hint: slots 1..commitIndex[r] are chosen and held
+    role,         \* volatile
+    promises,     \* volatile, candidate: the promises received for promised[r]
+    nextSlot,     \* volatile, leader: the next free slot (0 when not leader)
+    acks,         \* volatile, leader: acks[r][s] is who has accepted slot s
+    msgs,         \* the network
+    votes         \* history (not state of any replica): every accept ever made
+
+vars == <<promised, log, commitIndex, role, promises, nextSlot, acks, msgs, votes>>
+
+NoAcks == [s \in Slots |-> {}]
+
+Message ==
+         [type : {"Prepare"}, from : Replicas, bal : Ballots, commitIndex : 0..MaxSlot]
+    \cup [type : {"Promise"}, from : Replicas, to : Replicas, bal : Ballots,
+          entries : SUBSET SlotEntry, commitIndex : 0..MaxSlot]
+    \cup [type : {"Reject"}, from : Replicas, to : Replicas, bal : Ballots]
+    \cup [type : {"Accept"}, from : Replicas, to : SUBSET Replicas, bal : Ballots,
+          slot : Slots, val : AllValues, commitIndex : 0..MaxSlot]
+    \cup [type : {"Accepted"}, from : Replicas, to : Replicas, bal : Ballots, slot : Slots]
+    \cup [type : {"Heartbeat"}, from : Replicas, bal : Ballots, commitIndex : 0..MaxSlot]
+    \cup [type : {"CatchupRequest"}, from : Replicas, commitIndex : 0..MaxSlot]
+    \cup [type : {"CatchupReply"}, from : Replicas, to : Replicas,
+          entries : SUBSET SlotEntry, commitIndex : 0..MaxSlot]
+
+Vote == [rep : Replicas, slot : Slots, bal : Ballots, val : AllValues]
+
+TypeOK ==
+    /\ promised \in [Replicas -> Ballots \cup {ZeroBallot}]
+    /\ log \in [Replicas -> [Slots -> Entry \cup {NoEntry}]]
+    /\ commitIndex \in [Replicas -> 0..MaxSlot]
+    /\ role \in [Replicas -> Roles]
+    /\ promises \in [Replicas -> SUBSET [from : Replicas, entries : SUBSET SlotEntry]]
+    /\ nextSlot \in [Replicas -> 0..(MaxSlot + 1)]
+    /\ acks \in [Replicas -> [Slots -> SUBSET Replicas]]
+    /\ msgs \subseteq Message
+    /\ votes \subseteq Vote
+
+-----------------------------------------------------------------------------
+(* Helpers.                                                                *)
+
+Max(S) == CHOOSE x \in S : \A y \in S : x >= y
+
+\* The largest k >= from such that every slot in from+1..k is in ok.
+Advance(from, ok) ==
+    CHOOSE k \in from..MaxSlot : (\A j \in (from + 1)..k : j \in ok) /\ (k + 1) \notin ok
+
+\* r's log entries above slot `above` and at most slot `upTo`.
+EntriesOf(r, above, upTo) ==
+    { [slot |-> s, bal |-> log[r][s].bal, val |-> log[r][s].val] :
+        s \in { t \in Slots : t > above /\ t <= upTo /\ log[r][t] # NoEntry } }
+
+\* Losing leadership or candidacy clears the volatile state of those roles.
+StepDown(r) ==
+    /\ role' = [role EXCEPT ![r] = "follower"]
+    /\ promises' = [promises EXCEPT ![r] = {}]
+    /\ nextSlot' = [nextSlot EXCEPT ![r] = 0]
+    /\ acks' = [acks EXCEPT ![r] = NoAcks]
+
+Send(m) == msgs' = msgs \cup {m}
+
+\* Thrifty phase 2: an Accept goes first to just enough followers for a Q2
+\* quorum with the leader; with Q2 = 1 it still goes to one follower, so
+\* that followers learn the value.
+ThriftyTargets(r) ==
+    { t \in SUBSET (Replicas \ {r}) : Cardinality(t) = IF Q2 > 1 THEN Q2 - 1 ELSE 1 }
+
+-----------------------------------------------------------------------------
+(* Phase 1: election.                                                      *)
+
+StartElection(r) ==
+    \E round \in 1..MaxRound :
+        LET b == <<round, r>> IN
+        /\ Greater(b, promised[r])
+        /\ promised' = [promised EXCEPT ![r] = b]
+        /\ role' = [role EXCEPT ![r] = "candidate"]
+        /\ promises' = [promises EXCEPT ![r] = {}]
+        /\ nextSlot' = [nextSlot EXCEPT ![r] = 0]
+        /\ acks' = [acks EXCEPT ![r] = NoAcks]
+        /\ Send([type |-> "Prepare", from |-> r, bal |-> b, commitIndex |-> commitIndex[r]])
+        /\ UNCHANGED <<log, commitIndex, votes>>
+
+HandlePrepare(r, m) ==
+    /\ m \in msgs
+    /\ m.type = "Prepare"
+    /\ m.from # r
+    /\ \/ /\ Greater(m.bal, promised[r])
+          /\ promised' = [promised EXCEPT ![r] = m.bal]
+          /\ StepDown(r)
+          /\ Send([type |-> "Promise", from |-> r, to |-> m.from, bal |-> m.bal,
+                   entries |-> EntriesOf(r, m.commitIndex, MaxSlot),
+                   commitIndex |-> commitIndex[r]])
+          /\ UNCHANGED <<log, commitIndex, votes>>
+       \* A Prepare of exactly the promised ballot is a duplicate and is dropped.
+       \/ /\ Greater(promised[r], m.bal)
+          /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r]])
+          /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+
+\* The candidate r, now holding promises from a Q1 quorum (itself included),
+\* becomes leader of ballot b. reports are the entry sets of all promises,
+\* its own log included. Paxos Made Simple §2.2: in each open slot it
+\* proposes the value of the highest ballot reported, or NoOp where no value
+\* was reported, and it writes and sends all of them in this one step.
+BecomeLeader(r, b, reports) ==
+    LET reported == UNION reports
+        top == Max({e.slot : e \in reported} \cup {commitIndex[r]})
+        open == (commitIndex[r] + 1)..top
+        ValueAt(s) ==
+            LET here == {e \in reported : e.slot = s} IN
+            IF here = {} THEN NoOp
+            ELSE (CHOOSE e \in here : \A f \in here : GreaterEq(e.bal, f.bal)).val
+    IN
+    /\ role' = [role EXCEPT ![r] = "leader"]
+    /\ promises' = [promises EXCEPT ![r] = {}]
+    /\ nextSlot' = [nextSlot EXCEPT ![r] = top + 1]
+    /\ log' = [log EXCEPT ![r] =
+                 [s \in Slots |-> IF s \in open THEN [bal |-> b, val |-> ValueAt(s)]
+                                  ELSE log[r][s]]]
+    /\ acks' = [acks EXCEPT ![r] = [s \in Slots |-> IF s \in open THEN {r} ELSE {}]]
+    /\ votes' = votes \cup { [rep |-> r, slot |-> s, bal |-> b, val |-> ValueAt(s)] : s \in open }
+    /\ msgs' = msgs \cup
+         { [type |-> "Accept", from |-> r, to |-> Replicas \ {r}, bal |-> b, slot |-> s,
+            val |-> ValueAt(s), commitIndex |-> commitIndex[r]] : s \in open }
+
+HandlePromise(r, m) ==
+    /\ m \in msgs
+    /\ m.type = "Promise"
+    /\ m.to = r
+    /\ role[r] = "candidate"
+    /\ m.bal = promised[r]
+    /\ LET received == promises[r] \cup {[from |-> m.from, entries |-> m.entries]}
+       IN
+       /\ received # promises[r]
+       /\ IF Cardinality({p.from : p \in received}) + 1 >= Q1
+          THEN BecomeLeader(r, promised[r],
+                            {p.entries : p \in received}
+                              \cup {EntriesOf(r, commitIndex[r], MaxSlot)})
+          ELSE /\ promises' = [promises EXCEPT ![r] = received]
+               /\ UNCHANGED <<log, role, nextSlot, acks, msgs, votes>>
+    /\ UNCHANGED <<promised, commitIndex>>
+
+HandleReject(r, m) ==
+    /\ m \in msgs
+    /\ m.type = "Reject"
+    /\ m.to = r
+    /\ Greater(m.bal, promised[r])
+    /\ promised' = [promised EXCEPT ![r] = m.bal]
+    /\ StepDown(r)
+    /\ UNCHANGED <<log, commitIndex, msgs, votes>>
+
+-----------------------------------------------------------------------------
+(* Phase 2: the leader proposes, followers accept.                         *)
+
+Propose(r) ==
+    /\ role[r] = "leader"
+    /\ nextSlot[r] \in Slots
+    /\ \E v \in Values, targets \in ThriftyTargets(r) :
+        LET s == nextSlot[r]
+            b == promised[r]
+        IN
+        /\ log' = [log EXCEPT ![r][s] = [bal |-> b, val |-> v]]
+        /\ acks' = [acks EXCEPT ![r][s] = {r}]
+        /\ nextSlot' = [nextSlot EXCEPT ![r] = s + 1]
+        /\ votes' = votes \cup {[rep |-> r, slot |-> s, bal |-> b, val |-> v]}
+        /\ Send([type |-> "Accept", from |-> r, to |-> targets, bal |-> b, slot |-> s,
+                 val |-> v, commitIndex |-> commitIndex[r]])
+    /\ UNCHANGED <<promised, commitIndex, role, promises>>
+
+\* An Accept not yet answered by a quorum is resent to every other replica.
+RetryAccept(r, s) ==
+    /\ role[r] = "leader"
+    /\ s > commitIndex[r]
+    /\ s < nextSlot[r]
+    /\ Send([type |-> "Accept", from |-> r, to |-> Replicas \ {r}, bal |-> promised[r],
+             slot |-> s, val |-> log[r][s].val, commitIndex |-> commitIndex[r]])
+    /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+
+\* The follower-side commit rule of HandleAccept and HandleHeartbeat: the
+\* leader of ballot b has committed up to leaderCommit, so every slot up to
+\* there whose entry this replica accepted in ballot b holds the leader's
+\* chosen value. Entries of other ballots may differ from it and are left
+\* for catch-up.
+FollowerCommit(r, newLog, b, leaderCommit) ==
+    Advance(commitIndex[r], {k \in Slots : k <= leaderCommit /\ newLog[k].bal = b})
+
+\* The effect of accepting m at r. HandleAccept applies it only when m's
+\* ballot is at least the promised one; spec/broken/LowPaxosLowerBallot.tla
+\* applies it without that check.
+AcceptEffect(r, m) ==
+    LET newLog == [log[r] EXCEPT ![m.slot] = [bal |-> m.bal, val |-> m.val]] IN
+    /\ promised' = [promised EXCEPT ![r] = m.bal]
+    /\ log' = [log EXCEPT ![r] = newLog]
+    /\ commitIndex' = [commitIndex EXCEPT ![r] = FollowerCommit(r, newLog, m.bal, m.commitIndex)]
+    /\ StepDown(r)
+    /\ votes' = votes \cup {[rep |-> r, slot |-> m.slot, bal |-> m.bal, val |-> m.val]}
+    /\ Send([type |-> "Accepted", from |-> r, to |-> m.from, bal |-> m.bal, slot |-> m.slot])
+
+HandleAccept(r, m) ==
+    /\ m \in msgs
+    /\ m.type = "Accept"
+    /\ r \in m.to
+    /\ \/ /\ GreaterEq(m.bal, promised[r])
+          /\ AcceptEffect(r, m)
+       \/ /\ Greater(promised[r], m.bal)
+          /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r]])
+          /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+
+\* A slot is chosen once a Q2 quorum (the leader included) has accepted it;
+\* the leader commits the consecutive prefix of chosen slots.
+HandleAccepted(r, m) ==
+    /\ m \in msgs
+    /\ m.type = "Accepted"
+    /\ m.to = r
+    /\ role[r] = "leader"
+    /\ m.bal = promised[r]
+    /\ m.from \notin acks[r][m.slot]
+    /\ LET newAcks == [acks[r] EXCEPT ![m.slot] = @ \cup {m.from}] IN
+       /\ acks' = [acks EXCEPT ![r] = newAcks]
+       /\ commitIndex' = [commitIndex EXCEPT ![r] =
+                            Advance(commitIndex[r],
+                                    {s \in Slots : Cardinality(newAcks[s]) >= Q2})]
+    /\ UNCHANGED <<promised, log, role, promises, nextSlot, msgs, votes>>
+
+SendHeartbeat(r) ==
+    /\ role[r] = "leader"
+    /\ Send([type |-> "Heartbeat", from |-> r, bal |-> promised[r], commitIndex |-> commitIndex[r]])
+    /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+
+\* A Heartbeat of a lower ballot is dropped (the stale leader learns of the
+\* newer ballot from the Reject of its next Accept).
+HandleHeartbeat(r, m) ==
+    /\ m \in msgs
+    /\ m.type = "Heartbeat"
+    /\ m.from # r
+    /\ GreaterEq(m.bal, promised[r])
+    /\ promised' = [promised EXCEPT ![r] = m.bal]
+    /\ commitIndex' = [commitIndex EXCEPT ![r] = FollowerCommit(r, log[r], m.bal, m.commitIndex)]
+    /\ StepDown(r)
+    /\ UNCHANGED <<log, msgs, votes>>
+
+-----------------------------------------------------------------------------
+(* Catch-up: a lagging replica copies committed entries from a leader.     *)
+(* In the implementation a replica that lags past the leader's truncation  *)
+(* point receives a snapshot instead; here the log is never truncated.     *)
+
+RequestCatchup(r) ==
+    /\ commitIndex[r] < MaxSlot
+    /\ Send([type |-> "CatchupRequest", from |-> r, commitIndex |-> commitIndex[r]])
+    /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+
+HandleCatchupRequest(l, m) ==
+    /\ m \in msgs
+    /\ m.type = "CatchupRequest"
+    /\ m.from # l
+    /\ role[l] = "leader"
+    /\ commitIndex[l] > m.commitIndex
+    /\ Send([type |-> "CatchupReply", from |-> l, to |-> m.from,
+             entries |-> EntriesOf(l, m.commitIndex, commitIndex[l]),
+             commitIndex |-> commitIndex[l]])
+    /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+
+\* Copying is learning, not voting: no Accepted is sent and no vote is cast.
+\* A leader drops catch-up replies: its commit index advances only on its own
+\* quorums, because its followers commit their entries of its ballot on its
+\* word (FollowerCommit), and an entry copied over one of its own proposals
+\* would break that word.
+HandleCatchupReply(r, m) ==
+    /\ m \in msgs
+    /\ m.type = "CatchupReply"
+    /\ m.to = r
+    /\ role[r] # "leader"
+    /\ m.commitIndex > commitIndex[r]
+    /\ log' = [log EXCEPT ![r] =
+                 [s \in Slots |->
+                    IF s > commitIndex[r] /\ s <= m.commitIndex
+                    THEN LET e == CHOOSE x \in m.entries : x.slot = s
+                         IN [bal |-> e.bal, val |-> e.val]
+                    ELSE log[r][s]]]
+    /\ commitIndex' = [commitIndex EXCEPT ![r] = m.commitIndex]
+    /\ UNCHANGED <<promised, role, promises, nextSlot, acks, msgs, votes>>
+
+-----------------------------------------------------------------------------
+(* Faults.                                                                 *)
+
+\* A crash loses the volatile state; the replica restarts as a follower with
+\* its durable promised ballot and log and its commit index hint.
+Crash(r) ==
+    /\ role[r] # "follower"
+    /\ StepDown(r)
+    /\ UNCHANGED <<promised, log, commitIndex, msgs, votes>>
+
+LoseMessage(m) ==
+    /\ m \in msgs
+    /\ msgs' = msgs \ {m}
+    /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+
+-----------------------------------------------------------------------------
+
+Init ==
+    /\ promised = [r \in Replicas |-> ZeroBallot]
+    /\ log = [r \in Replicas |-> [s \in Slots |-> NoEntry]]
+    /\ commitIndex = [r \in Replicas |-> 0]
+    /\ role = [r \in Replicas |-> "follower"]
+    /\ promises = [r \in Replicas |-> {}]
+    /\ nextSlot = [r \in Replicas |-> 0]
+    /\ acks = [r \in Replicas |-> NoAcks]
+    /\ msgs = {}
+    /\ votes = {}
+
+Next ==
+    \/ \E r \in Replicas :
+        \/ StartElection(r)
+        \/ Propose(r)
+        \/ \E s \in Slots : RetryAccept(r, s)
+        \/ SendHeartbeat(r)
+        \/ RequestCatchup(r)
+        \/ Crash(r)
+        \/ \E m \in msgs :
+            \/ HandlePrepare(r, m)
+            \/ HandlePromise(r, m)
+            \/ HandleReject(r, m)
+            \/ HandleAccept(r, m)
+            \/ HandleAccepted(r, m)
+            \/ HandleHeartbeat(r, m)
+            \/ HandleCatchupRequest(r, m)
+            \/ HandleCatchupReply(r, m)
+    \/ \E m \in msgs : LoseMessage(m)
+
+Spec == Init /\ [][Next]_vars
+
+\* State constraint: bounds the messages in flight, which makes the state
+\* space finite together with MaxRound and MaxSlot. It cuts off behaviours,
+\* not safety: a state with more messages is one where some could be lost.
+MessageBound == Cardinality(msgs) <= MaxMessages
+
+ValueSymmetry == Permutations(Values)
+
+-----------------------------------------------------------------------------
+(* Safety.                                                                 *)
+
+\* Value v is chosen in slot s once a Q2 quorum accepted it in one ballot.
+Chosen(s, v) ==
+    \E b \in {x.bal : x \in votes} :
+        Cardinality({x.rep : x \in {y \in votes : y.slot = s /\ y.bal = b /\ y.val = v}}) >= Q2
+
+ChosenValues(s) == {v \in AllValues : Chosen(s, v)}
+
+\* Paxos Made Simple §2.1: at most one value is chosen per slot.
+Agreement == \A s \in Slots : Cardinality(ChosenValues(s)) <= 1
+
+\* Every replica's committed slots hold the value every other replica holds there.
+CommittedPrefixesAgree ==
+    \A r1, r2 \in Replicas : \A s \in Slots :
+        (s <= commitIndex[r1] /\ s <= commitIndex[r2]) => log[r1][s].val = log[r2][s].val
+
+\* What a replica has committed was chosen (stronger than the above).
+CommittedIsChosen ==
+    \A r \in Replicas : \A s \in Slots :
+        s <= commitIndex[r] => Chosen(s, log[r][s].val)
+
+\* The refinement mapping: the committed log of ReplicatedLog is the longest
+\* prefix of chosen slots, and a value counts as proposed once some replica
+\* has accepted it (the leader accepts its own proposal first).
+ChosenLength == Advance(0, {s \in Slots : ChosenValues(s) # {}})
+CommittedLog == [i \in 1..ChosenLength |-> CHOOSE v \in ChosenValues(i) : TRUE]
+ProposedValues == {x.val : x \in votes} \cap Values
+
+Abstract == INSTANCE ReplicatedLog
+    WITH committed <- CommittedLog, proposed <- ProposedValues, MaxLen <- MaxSlot
+
+ImplementsReplicatedLog == Abstract!Spec
+=============================================================================
