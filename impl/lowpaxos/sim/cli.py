@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 
@@ -108,7 +109,12 @@ def command(args: argparse.Namespace) -> int:
         liveness_us_max=max(60_000 * tick_us, safety_us),
         settle_us_max=2_000 * tick_us,
     )
-    result = run(spec, config, options, plan, limits, protocol=args.protocol)
+    try:
+        result = run(spec, config, options, plan, limits, protocol=args.protocol)
+    except BrokenPipeError:
+        # `lowpaxos sim --print-events | head` closed our output: nothing left to say.
+        sys.stdout = open(os.devnull, "w")
+        return 0
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
