@@ -451,6 +451,7 @@ class Replica:
             f"connected_clients:{self.connections}",
             f"storage_transactions:{self.storage.transactions}",
             f"storage_records:{self.storage.records_written}",
+            f"storage_write_seconds:{self.storage.write_seconds:.3f}",
             f"used_cpu_seconds:{usage.ru_utime + usage.ru_stime:.3f}",
             f"peak_rss_kb:{usage.ru_maxrss}",
         ]

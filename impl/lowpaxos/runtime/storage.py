@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -82,6 +83,7 @@ class SqliteStorage:
         self.log_start = 0
         self.transactions = 0
         self.records_written = 0
+        self.write_seconds = 0.0  # time spent in write(), fsync included
 
     # ---------------------------------------------------------------- opening
 
@@ -215,6 +217,7 @@ class SqliteStorage:
         if not records:
             return
         c = self.connection
+        started = time.perf_counter()
         c.execute("BEGIN IMMEDIATE")
         try:
             promised_changed = commit_changed = False
@@ -262,6 +265,7 @@ class SqliteStorage:
             raise
         self.transactions += 1
         self.records_written += len(records)
+        self.write_seconds += time.perf_counter() - started
 
     def close(self) -> None:
         if self.connection is not None:

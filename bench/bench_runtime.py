@@ -1,0 +1,188 @@
+"""Closed-loop benchmark: LowPaxos (3 replica processes, RESP) against PySyncObj (3 processes).
+
+    .venv/bin/python bench/bench_runtime.py --seconds 10 --inflight 64
+
+Both sides: 3 processes on 127.0.0.1, ``--inflight`` operations in flight,
+16-byte values, SET only (both replicate every write; PySyncObj reads are local,
+so reads would not compare). LowPaxos: the asyncio client with one connection
+per in-flight operation, all to the leader; every batch of persist records is
+fsynced (SQLite WAL, synchronous=FULL) before anything of it leaves a replica.
+PySyncObj: ReplDict with its file journal on, the load generated inside node 0.
+Prints committed ops/s, p50 and p99 latency, each process's CPU seconds and
+peak RSS, and the ratio. Every process started here is stopped here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "impl"))
+
+from lowpaxos.runtime.client import LowPaxosClient  # noqa: E402
+from lowpaxos.runtime.launcher import LocalCluster, free_ports  # noqa: E402
+from lowpaxos.runtime.replica import event_loop_factory  # noqa: E402
+
+
+def process_usage(pid: int) -> dict:
+    """CPU seconds (user + system) and peak RSS of a live process, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / ticks
+    peak_kb = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak_kb = int(line.split()[1])
+    return {"cpu_s": round(cpu_s, 2), "peak_rss_mb": round(peak_kb / 1024, 1)}
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float | None:
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
+
+
+async def lowpaxos_load(ports: list[int], seconds: float, warmup_s: float, inflight: int,
+                        value_bytes: int, keys: int) -> dict:
+    addresses = [("127.0.0.1", port) for port in ports]
+    # Find the leader (bounded): clients connect to it so no hop is spent forwarding.
+    leader_port = ports[0]
+    async with LowPaxosClient(addresses[:1], connections=1) as probe:
+        for _ in range(100):
+            found = False
+            for port in ports:
+                async with LowPaxosClient([("127.0.0.1", port)], connections=1) as one:
+                    if (await one.info()).get("role") == "leader":
+                        leader_port, found = port, True
+            if found:
+                break
+            await probe.set("warmup", b"x")
+            await asyncio.sleep(0.1)
+    value = b"v" * value_bytes
+    loop = asyncio.get_running_loop()
+    measure_from = loop.time() + warmup_s
+    measure_to = measure_from + seconds
+    latencies: list[float] = []
+    errors = 0
+
+    async def chain(client: LowPaxosClient) -> None:
+        nonlocal errors
+        while loop.time() < measure_to:
+            sent = loop.time()
+            try:
+                await client.set(f"k{random.randrange(keys)}", value)
+            except Exception:  # noqa: BLE001 - counted and reported
+                errors += 1
+                continue
+            now = loop.time()
+            if sent >= measure_from and now <= measure_to:
+                latencies.append(now - sent)
+
+    async with LowPaxosClient([("127.0.0.1", leader_port)], connections=inflight) as client:
+        await asyncio.gather(*(chain(client) for _ in range(inflight)))
+    latencies.sort()
+    return {
+        "ops": len(latencies),
+        "ops_per_s": len(latencies) / seconds,
+        "p50_ms": 1000 * percentile(latencies, 0.50) if latencies else None,
+        "p99_ms": 1000 * percentile(latencies, 0.99) if latencies else None,
+        "errors": errors,
+    }
+
+
+def run_lowpaxos(arguments) -> dict:
+    with tempfile.TemporaryDirectory(prefix="lowpaxos-bench-") as directory:
+        cluster = LocalCluster(directory, 3, tick_ms=arguments.tick_ms,
+                               lifetime_s=arguments.seconds + 120)
+        try:
+            cluster.start()
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                result = runner.run(lowpaxos_load(
+                    cluster.resp_ports, arguments.seconds, arguments.warmup_seconds,
+                    arguments.inflight, arguments.value_bytes, arguments.keys))
+            result["replicas"] = {i: process_usage(pid) for i, pid in cluster.pids().items()}
+        finally:
+            cluster.stop()
+    return result
+
+
+def run_pysyncobj(arguments) -> dict:
+    with tempfile.TemporaryDirectory(prefix="pysyncobj-bench-") as directory:
+        ports = free_ports(3, socket.SOCK_STREAM)
+        script = str(HERE / "pysyncobj_node.py")
+        common = ["--ports", ",".join(map(str, ports)), "--dir", directory,
+                  "--lifetime-seconds", str(arguments.seconds + 90)]
+        processes = []
+        try:
+            for node in (1, 2):
+                processes.append(subprocess.Popen(
+                    [sys.executable, script, "--id", str(node), *common],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            generator = subprocess.Popen(
+                [sys.executable, script, "--id", "0", *common,
+                 "--load-seconds", str(arguments.seconds),
+                 "--warmup-seconds", str(arguments.warmup_seconds),
+                 "--inflight", str(arguments.inflight), "--value-bytes", str(arguments.value_bytes),
+                 "--keys", str(arguments.keys)],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True, text=True)
+            processes.insert(0, generator)
+            # Sample usage just before the generator finishes: poll until it prints.
+            usage = {}
+            deadline = time.monotonic() + arguments.seconds + 60
+            while generator.poll() is None and time.monotonic() < deadline:
+                for index, process in enumerate(processes):
+                    if process.poll() is None:
+                        try:
+                            usage[index] = process_usage(process.pid)
+                        except (OSError, IndexError):
+                            pass
+                time.sleep(0.2)
+            output = generator.communicate(timeout=30)[0]
+            result = json.loads(output.strip().splitlines()[-1])
+            result["replicas"] = usage
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup-seconds", type=float, default=2.0)
+    parser.add_argument("--inflight", type=int, default=64)
+    parser.add_argument("--value-bytes", type=int, default=16)
+    parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--tick-ms", type=int, default=10)
+    parser.add_argument("--only", choices=("lowpaxos", "pysyncobj"), default=None)
+    arguments = parser.parse_args()
+    results = {}
+    if arguments.only in (None, "lowpaxos"):
+        results["lowpaxos"] = run_lowpaxos(arguments)
+        print("lowpaxos ", json.dumps(results["lowpaxos"]), flush=True)
+    if arguments.only in (None, "pysyncobj"):
+        results["pysyncobj"] = run_pysyncobj(arguments)
+        print("pysyncobj", json.dumps(results["pysyncobj"]), flush=True)
+    if len(results) == 2:
+        low, other = results["lowpaxos"], results["pysyncobj"]
+        ratio = low["ops_per_s"] / other["ops_per_s"] if other["ops_per_s"] else float("inf")
+        print(f"ratio ops/s lowpaxos/pysyncobj = {ratio:.2f}; p99 lowpaxos {low['p99_ms']:.1f} ms "
+              f"vs pysyncobj {other['p99_ms']:.1f} ms", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
