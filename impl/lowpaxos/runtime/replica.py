@@ -526,19 +526,47 @@ async def command_exists(replica, session, arguments):
     return resp.integer(found)
 
 
-async def command_incr(replica, session, arguments):
-    key = replica.check_key(arguments[0])
+async def increment(replica, session, key_bytes: bytes, amount: int):
+    """INCR family: a get, then a compare-and-set from the value read (the KVS has no
+    increment), retried at most INCR_RETRIES_MAX times when another writer got between."""
+    key = replica.check_key(key_bytes)
     for _ in range(INCR_RETRIES_MAX):
         current = await replica.kvs(session, "get", key)
         try:
             number = 0 if current is None else int(current)
         except ValueError:
             return resp.error("ERR value is not an integer or out of range")
-        if not -(1 << 63) <= number + 1 < (1 << 63):
+        if not -(1 << 63) <= number + amount < (1 << 63):
             return resp.error("ERR increment or decrement would overflow")
-        if await replica.kvs(session, "cas", key, str(number + 1).encode(), current):
-            return resp.integer(number + 1)
+        if await replica.kvs(session, "cas", key, str(number + amount).encode(), current):
+            return resp.integer(number + amount)
     return resp.error(f"TRYAGAIN INCR lost {INCR_RETRIES_MAX} races for the key; retry")
+
+
+def parse_amount(text: bytes) -> int:
+    try:
+        amount = int(text)
+    except ValueError:
+        raise BadArgument("ERR value is not an integer or out of range") from None
+    if not -(1 << 63) <= amount < (1 << 63):
+        raise BadArgument("ERR value is not an integer or out of range")
+    return amount
+
+
+async def command_incr(replica, session, arguments):
+    return await increment(replica, session, arguments[0], 1)
+
+
+async def command_decr(replica, session, arguments):
+    return await increment(replica, session, arguments[0], -1)
+
+
+async def command_incrby(replica, session, arguments):
+    return await increment(replica, session, arguments[0], parse_amount(arguments[1]))
+
+
+async def command_decrby(replica, session, arguments):
+    return await increment(replica, session, arguments[0], -parse_amount(arguments[1]))
 
 
 async def command_cas(replica, session, arguments):
@@ -582,6 +610,9 @@ COMMANDS = {
     b"DEL": (-2, command_del),
     b"EXISTS": (-2, command_exists),
     b"INCR": (2, command_incr),
+    b"INCRBY": (3, command_incrby),  # redis-py's incr() sends INCRBY key 1
+    b"DECR": (2, command_decr),
+    b"DECRBY": (3, command_decrby),
     b"CAS": (4, command_cas),
     b"INFO": (-1, command_info),
     b"QUIT": (1, command_ok),
