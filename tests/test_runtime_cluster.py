@@ -206,3 +206,32 @@ def test_corrupt_database_refuses_to_start(tmp_path):
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "refuses to start" in result.stderr
+
+
+def test_traces_merge_in_happens_before_order(tmp_path):
+    """With tracing on, each replica writes the core's NDJSON events with message ids;
+    the merged trace puts every handled message after the event that sent it."""
+    from lowpaxos.runtime.trace import merge_traces
+
+    local = LocalCluster(tmp_path, 3, trace=True, lifetime_s=60)
+    try:
+        local.start()
+        r = client(local, 0)
+        for i in range(10):
+            r.set(f"t{i}", b"v")
+    finally:
+        local.stop()
+    paths = sorted((tmp_path / "trace").glob("replica-*.ndjson"))
+    assert len(paths) == 3
+    merged = merge_traces(paths)
+    assert {event["action"] for event in merged} >= {"StartElection", "BecomeLeader", "Propose",
+                                                     "HandleAccept", "HandleAccepted"}
+    position_of_send = {}
+    for position, event in enumerate(merged):
+        assert {"replica", "state", "boot", "seq"} <= set(event)
+        for _target, sender, counter in event.get("sent", []):
+            position_of_send[(sender, counter)] = position
+    for position, event in enumerate(merged):
+        received = event.get("received")
+        if received is not None and tuple(received) in position_of_send:
+            assert position_of_send[tuple(received)] < position
