@@ -145,18 +145,28 @@ class LocalCluster:
         self.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="lowpaxos cluster", description="Run a local LowPaxos cluster on 127.0.0.1.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``lowpaxos cluster`` options (lowpaxos.cli calls this)."""
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--dir", default=None, help="working directory (default: a new temp dir)")
     parser.add_argument("--tick-ms", type=int, default=10)
     parser.add_argument("--trace", action="store_true", help="write NDJSON traces under DIR/trace")
     parser.add_argument("--seconds", type=float, default=3600.0,
                         help="stop by itself after this long (default one hour)")
-    arguments = parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lowpaxos cluster", description="Run a local LowPaxos cluster on 127.0.0.1.")
+    add_arguments(parser)
+    return command(parser.parse_args(argv))
+
+
+def command(arguments: argparse.Namespace) -> int:
+    """Start the cluster, print the RESP ports and a ready line, stop on Ctrl-C."""
     if not 1 <= arguments.replicas <= 255:
-        parser.error("--replicas must lie in 1..255")
+        print("lowpaxos cluster: --replicas must lie in 1..255", file=sys.stderr)
+        return 2
     directory = Path(arguments.dir or tempfile.mkdtemp(prefix="lowpaxos-cluster-"))
     cluster = LocalCluster(directory, arguments.replicas, tick_ms=arguments.tick_ms,
                            trace=arguments.trace, lifetime_s=arguments.seconds + 60)

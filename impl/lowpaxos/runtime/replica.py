@@ -636,13 +636,16 @@ def event_loop_factory():
     return uvloop.new_event_loop
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lowpaxos replica", description="Run one LowPaxos replica.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``lowpaxos replica`` options (lowpaxos.cli calls this)."""
     parser.add_argument("--cluster", required=True, help="cluster file (TOML)")
     parser.add_argument("--id", type=int, required=True, help="this replica's id in the file")
     parser.add_argument("--lifetime-seconds", type=float, default=None,
                         help="stop by itself after this long (tests and launchers set it)")
-    arguments = parser.parse_args(argv)
+
+
+def command(arguments: argparse.Namespace) -> int:
+    """Run one replica until SIGTERM/SIGINT (or its lifetime); 2 when it cannot start."""
     logger = Logger(replica=arguments.id)
     try:
         spec = load_cluster(arguments.cluster)
@@ -667,6 +670,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lowpaxos replica {arguments.id}: {error}", file=sys.stderr)
             return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lowpaxos replica", description="Run one LowPaxos replica.")
+    add_arguments(parser)
+    return command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
