@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test run fuzz mutants bench-sim clean
+.PHONY: venv test run run-sim fuzz mutants bench bench-sim redis-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,14 +14,29 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# redis-cli for the runtime tests (Debian's redis-tools), where it is missing.
+redis-tools:
+	@command -v redis-cli >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-tools; }
+
+test: $(STAMP) redis-tools
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
+# The main job: a local 3-replica LowPaxos cluster on 127.0.0.1 serving RESP; Ctrl-C stops it.
 run: $(STAMP)
+	$(PY) -m lowpaxos.cli cluster --replicas 3
+
+# A simulated 3-replica cluster under a client workload with faults, with a summary.
+run-sim: $(STAMP)
 	$(PY) -m lowpaxos.cli sim --protocol lowpaxos --replicas 3 --clients 32 --ops 5000 --seed 1 --loss 0.01 --crashes 1
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_stateful.py
+
+bench: $(STAMP)
+	$(PY) bench/bench_runtime.py --seconds 10 --inflight 64
+
+bench-sim: $(STAMP)
+	$(PY) bench/bench_sim.py
 
 mutants: $(STAMP)
 	$(PY) tests/mutants/run.py

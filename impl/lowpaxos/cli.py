@@ -14,6 +14,8 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "sim": ("lowpaxos.sim.cli", "run the deterministic simulator"),
+    "replica": ("lowpaxos.runtime.replica", "run one replica of a real cluster (--cluster FILE --id I)"),
+    "cluster": ("lowpaxos.runtime.launcher", "run a local LowPaxos cluster on 127.0.0.1 (--replicas N)"),
 }
 
 

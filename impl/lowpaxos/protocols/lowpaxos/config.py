@@ -31,6 +31,8 @@ class LowPaxosConfig:
     prepare_retry_ticks: int = 30
     catchup_retry_ticks: int = 10
     catchup_bytes_max: int = 1200
+    # The commit point is written as a hint with other records, or alone after this long.
+    commit_hint_ticks: int = 50
     # Snapshot and drop log slots once this many applied slots are held.
     snapshot_slots: int = 64
     # Hold at most this many slots in memory even when a replica is down; the slow

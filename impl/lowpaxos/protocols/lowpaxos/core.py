@@ -148,6 +148,8 @@ class LowPaxosReplica:
             self.kvs = KeyValueStore()
         self.commit_index = self.snapshot_index
         self.applied_index = self.snapshot_index
+        self.commit_persisted = durable.commit_index
+        self.commit_persisted_tick = 0
         for slot in range(self.snapshot_index + 1, durable.commit_index + 1):
             assert slot in self.log, "a persisted commit point covers persisted entries"
             self.commit_index = slot
@@ -203,13 +205,13 @@ class LowPaxosReplica:
             ):
                 self.catchup_sent_tick = None
                 self._maybe_request_catchup(effects)
-        self._finish_step()
+        self._finish_step(effects)
         return effects
 
     def on_client_request(self, request: ClientRequest) -> Effects:
         effects = Effects()
         self.handle_client_request(request, effects)
-        self._finish_step()
+        self._finish_step(effects)
         return effects
 
     def on_message(self, source: int, message: object) -> Effects:
@@ -222,7 +224,7 @@ class LowPaxosReplica:
             self._drop("unknown_type")
             return effects
         handler(self, source, message, effects)
-        self._finish_step()
+        self._finish_step(effects)
         return effects
 
     def drop_counts(self) -> dict[str, int]:
@@ -668,8 +670,10 @@ class LowPaxosReplica:
             self._commit_to(slot, effects)
         else:
             self._drop("catchup_not_contiguous")
-        self.leader_commit_seen = max(self.leader_commit_seen, message.commit_index)
-        if self.commit_index < message.commit_index:
+        # Fetch up to the commit point the leader last announced, not the one this reply
+        # carries: under load that point moves on with every batch, and chasing it would
+        # cost a round trip per batch. The next heartbeat announces the next target.
+        if self.commit_index < self.leader_commit_seen:
             self._request_catchup(source, effects)
 
     def handle_snapshot(self, source: int, message: Snapshot, effects: Effects) -> None:
@@ -700,7 +704,6 @@ class LowPaxosReplica:
         for s in range(self.commit_index + 1, slot + 1):
             assert s in self.log, "a committed slot is held"
         self.commit_index = slot
-        effects.persist.append(SaveCommit(slot))
         self._apply_committed(effects)
         self._maybe_snapshot(effects)
 
@@ -782,7 +785,17 @@ class LowPaxosReplica:
     def _drop(self, reason: str) -> None:
         self.drops[reason] += 1
 
-    def _finish_step(self) -> None:
+    def _finish_step(self, effects: Effects) -> None:
+        # The commit point on disk is only a hint for a faster restart (the chosen values
+        # are safe in the acceptors' logs either way), so it rides along with records
+        # that must be written anyway and never costs a sync of its own, except on a
+        # tick after ``commit_hint_ticks`` of silence.
+        if self.commit_index > self.commit_persisted and (
+            effects.persist or self.now - self.commit_persisted_tick >= self.config.commit_hint_ticks
+        ):
+            effects.persist.append(SaveCommit(self.commit_index))
+            self.commit_persisted = self.commit_index
+            self.commit_persisted_tick = self.now
         self.check_invariants()
 
     def check_invariants(self) -> None:
