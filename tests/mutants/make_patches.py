@@ -5,9 +5,9 @@ root = pathlib.Path(__file__).resolve().parents[2]
 C = "impl/lowpaxos/protocols/lowpaxos/core.py"
 K = "impl/lowpaxos/kvs.py"
 MUTANTS = [
- ("accept_lower_ballot", C, "        if message.ballot < self.promised:\n            self._drop(\"stale_ballot\")\n            effects.send.append((source, Reject(self.promised, self.commit_index)))\n            return\n        if message.slot < 1",
-  "        if False and message.ballot < self.promised:\n            self._drop(\"stale_ballot\")\n            effects.send.append((source, Reject(self.promised, self.commit_index)))\n            return\n        if message.slot < 1",
-  "An acceptor takes an Accept below its promised ballot."),
+ ("accept_lower_ballot", C, "        if ballot < self.promised:\n            self._drop(\"stale_ballot\")",
+  "        if False and ballot < self.promised:\n            self._drop(\"stale_ballot\")",
+  "An acceptor takes an Accept (or heartbeat) below its promised ballot."),
  ("quorum_one_short", C, "len(self.acks[slot]) >= self.config.quorum_phase2", "len(self.acks[slot]) >= self.config.quorum_phase2 - 1",
   "The leader commits a slot with one ack fewer than a phase-2 quorum."),
  ("leader_accept_not_persisted", C, "            self.accept_sent_tick[entry.slot] = self.now\n        effects.persist.append(SaveEntries(tuple(entries)))",

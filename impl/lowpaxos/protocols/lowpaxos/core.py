@@ -450,11 +450,7 @@ class LowPaxosReplica:
 
     def handle_accept(self, source: int, message: Accept, effects: Effects) -> None:
         """HandleAccept: phase 2b, then learn the commit point the Accept carries."""
-        if message.ballot.replica != source:
-            return self._drop("not_ballot_owner")
-        if message.ballot < self.promised:
-            self._drop("stale_ballot")
-            effects.send.append((source, Reject(self.promised, self.commit_index)))
+        if not self._from_current_leader(source, message.ballot, effects):
             return
         if message.slot < 1 or message.slot > self.commit_index + self.config.log_slots_max:
             # Memory stays bounded: a slot this far ahead is refused (the leader's window
@@ -469,6 +465,18 @@ class LowPaxosReplica:
         self._trace(effects, "HandleAccept", source, message)
         self._learn_commit(message.ballot, message.commit_index, message.truncate_index, effects)
         effects.send.append((source, Accepted(message.ballot, message.slot, self.commit_index)))
+
+    def _from_current_leader(self, source: int, ballot: Ballot, effects: Effects) -> bool:
+        """Filter for leader-to-follower messages: the sender must own the ballot, and the
+        ballot must be at least our promise (else we tell the sender what we promised)."""
+        if ballot.replica != source:
+            self._drop("not_ballot_owner")
+            return False
+        if ballot < self.promised:
+            self._drop("stale_ballot")
+            effects.send.append((source, Reject(self.promised, self.commit_index)))
+            return False
+        return True
 
     def handle_accepted(self, source: int, message: Accepted, effects: Effects) -> None:
         """HandleAccepted: count phase-2b replies of our own ballot only."""
@@ -548,11 +556,7 @@ class LowPaxosReplica:
 
     def handle_heartbeat(self, source: int, message: Heartbeat, effects: Effects) -> None:
         """HandleHeartbeat: follow the leader and learn its commit point."""
-        if message.ballot.replica != source:
-            return self._drop("not_ballot_owner")
-        if message.ballot < self.promised:
-            self._drop("stale_ballot")
-            effects.send.append((source, Reject(self.promised, self.commit_index)))
+        if not self._from_current_leader(source, message.ballot, effects):
             return
         self._follow(source, message.ballot, effects)
         self._trace(effects, "HandleHeartbeat", source, message)
