@@ -243,8 +243,8 @@ class LowPaxosReplica:
         }
         self.prepare_commit_index = self.commit_index
         self.election_deadline = self.now + self._election_timeout()
-        self._trace(effects, "StartElection", None, None)
         self._send_prepare(effects, list(self.peers))
+        self._trace(effects, "StartElection", None, None)
         self._maybe_become_leader(effects)
 
     def _send_prepare(self, effects: Effects, targets: list[int]) -> None:
@@ -260,6 +260,7 @@ class LowPaxosReplica:
         if message.ballot <= self.promised:
             self._drop("stale_ballot")
             effects.send.append((source, Reject(self.promised, self.commit_index)))
+            self._trace(effects, "HandlePrepare", source, message)
             return
         if self._leader_alive():
             # A live leader keeps its followers: a replica cut off for a while must not
@@ -324,7 +325,6 @@ class LowPaxosReplica:
             batch = best[slot].batch if slot in best else ()
             recovered.append(Entry(slot, ballot, batch))
         self.next_slot = top + 1
-        self._trace(effects, "BecomeLeader", None, None)
         if recovered:
             self._accept_own(recovered, effects)
             for entry in recovered:
@@ -335,7 +335,9 @@ class LowPaxosReplica:
             # where to send clients.
             for peer in self.peers:
                 self.send_heartbeat(peer, effects)
-        self._advance_leader_commit(effects)
+        self._trace(effects, "BecomeLeader", None, None)
+        if self._advance_leader_commit(effects):
+            self._flush(effects, partial=not self.config.batching)
 
     # ---------------------------------------------------------------- phase 2
 
@@ -415,8 +417,9 @@ class LowPaxosReplica:
         entry = Entry(self.next_slot, self.promised, batch)
         self.next_slot += 1
         self._accept_own([entry], effects)
-        self._trace(effects, "Propose", None, None, slot=entry.slot)
         self._send_accept(entry, self._phase2_targets(), effects)
+        self._trace(effects, "Propose", None, None, slot=entry.slot)
+        # A phase-2 quorum of one (|Q2| = 1) commits at once; the caller's loop proposes more.
         self._advance_leader_commit(effects)
 
     def _phase2_targets(self) -> list[int]:
@@ -450,7 +453,7 @@ class LowPaxosReplica:
 
     def handle_accept(self, source: int, message: Accept, effects: Effects) -> None:
         """HandleAccept: phase 2b, then learn the commit point the Accept carries."""
-        if not self._from_current_leader(source, message.ballot, effects):
+        if not self._from_current_leader(source, message, effects, "HandleAccept"):
             return
         if message.slot < 1 or message.slot > self.commit_index + self.config.log_slots_max:
             # Memory stays bounded: a slot this far ahead is refused (the leader's window
@@ -462,19 +465,22 @@ class LowPaxosReplica:
         if message.slot > self.commit_index:
             self.log[message.slot] = Entry(message.slot, message.ballot, message.batch)
             effects.persist.append(SaveEntries((self.log[message.slot],)))
-        self._trace(effects, "HandleAccept", source, message)
         self._learn_commit(message.ballot, message.commit_index, message.truncate_index, effects)
         effects.send.append((source, Accepted(message.ballot, message.slot, self.commit_index)))
+        self._trace(effects, "HandleAccept", source, message)
 
-    def _from_current_leader(self, source: int, ballot: Ballot, effects: Effects) -> bool:
+    def _from_current_leader(self, source: int, message: Accept | Heartbeat, effects: Effects,
+                             action: str) -> bool:
         """Filter for leader-to-follower messages: the sender must own the ballot, and the
         ballot must be at least our promise (else we tell the sender what we promised)."""
+        ballot = message.ballot
         if ballot.replica != source:
             self._drop("not_ballot_owner")
             return False
         if ballot < self.promised:
             self._drop("stale_ballot")
             effects.send.append((source, Reject(self.promised, self.commit_index)))
+            self._trace(effects, action, source, message)
             return False
         return True
 
@@ -489,11 +495,15 @@ class LowPaxosReplica:
         if acks is None:
             return self._drop("already_committed")
         acks.add(source)
+        committed = self._advance_leader_commit(effects)
         self._trace(effects, "HandleAccepted", source, message)
-        self._advance_leader_commit(effects)
+        if committed:
+            # The window has room again: propose what waits (partial batches wait for a tick).
+            self._flush(effects, partial=not self.config.batching)
 
-    def _advance_leader_commit(self, effects: Effects) -> None:
-        """The leader's commit point: the longest prefix of slots with a Q2 quorum."""
+    def _advance_leader_commit(self, effects: Effects) -> bool:
+        """The leader's commit point: the longest prefix of slots with a Q2 quorum.
+        True when it moved."""
         start = self.commit_index
         slot = self.commit_index + 1
         while slot in self.acks and len(self.acks[slot]) >= self.config.quorum_phase2:
@@ -502,7 +512,8 @@ class LowPaxosReplica:
             slot += 1
         if slot - 1 > start:
             self._commit_to(slot - 1, effects)
-            self._flush(effects, partial=not self.config.batching)
+            return True
+        return False
 
     def handle_reject(self, source: int, message: Reject, effects: Effects) -> None:
         """HandleReject: someone promised a higher ballot; stop leading or campaigning."""
@@ -553,15 +564,16 @@ class LowPaxosReplica:
         effects.send.append(
             (peer, Heartbeat(self.promised, self.commit_index, self._leader_truncate_index()))
         )
+        self._trace(effects, "SendHeartbeat", None, None, target=peer)
 
     def handle_heartbeat(self, source: int, message: Heartbeat, effects: Effects) -> None:
         """HandleHeartbeat: follow the leader and learn its commit point."""
-        if not self._from_current_leader(source, message.ballot, effects):
+        if not self._from_current_leader(source, message, effects, "HandleHeartbeat"):
             return
         self._follow(source, message.ballot, effects)
-        self._trace(effects, "HandleHeartbeat", source, message)
         self._learn_commit(message.ballot, message.commit_index, message.truncate_index, effects)
         effects.send.append((source, HeartbeatReply(message.ballot, self.commit_index)))
+        self._trace(effects, "HandleHeartbeat", source, message)
 
     def handle_heartbeat_reply(self, source: int, message: HeartbeatReply, effects: Effects) -> None:
         if self.role is not Role.LEADER or message.ballot != self.promised:
@@ -623,6 +635,7 @@ class LowPaxosReplica:
         """RequestCatchup: ask ``target`` for committed slots after our commit point."""
         self.catchup_sent_tick = self.now
         effects.send.append((target, CatchupRequest(self.promised, self.commit_index + 1)))
+        self._trace(effects, "RequestCatchup", None, None, target=target)
 
     def handle_catchup_request(self, source: int, message: CatchupRequest, effects: Effects) -> None:
         """HandleCatchupRequest: any replica serves its committed slots, in bounded chunks,
@@ -634,6 +647,7 @@ class LowPaxosReplica:
             effects.send.append(
                 (source, Snapshot(self.promised, self.snapshot_index, self.snapshot_state))
             )
+            self._trace(effects, "HandleCatchupRequest", source, message)
             return
         entries = []
         size = 0
@@ -645,6 +659,7 @@ class LowPaxosReplica:
             entries.append(entry)
             size += entry_size
         effects.send.append((source, CatchupReply(self.promised, tuple(entries), self.commit_index)))
+        self._trace(effects, "HandleCatchupRequest", source, message)
 
     def handle_catchup_reply(self, source: int, message: CatchupReply, effects: Effects) -> None:
         """HandleCatchupReply: take committed entries that extend our committed prefix."""
@@ -670,8 +685,8 @@ class LowPaxosReplica:
             for entry in taken:
                 self.log[entry.slot] = entry
             effects.persist.append(SaveEntries(tuple(taken)))
-            self._trace(effects, "HandleCatchupReply", source, message)
             self._commit_to(slot, effects)
+            self._trace(effects, "HandleCatchupReply", source, message)
         else:
             self._drop("catchup_not_contiguous")
         # Fetch up to the commit point the leader last announced, not the one this reply
@@ -842,10 +857,11 @@ class LowPaxosReplica:
                 for slot, entry in sorted(self.log.items())
             },
             "commit_index": self.commit_index,
+            "log_start": self.log_start,
         }
 
     def _trace(self, effects: Effects, action: str, source: int | None, message: object,
-               slot: int | None = None) -> None:
+               slot: int | None = None, target: int | None = None) -> None:
         if not self.trace_on:
             return
         event = {"action": action, "replica": self.replica_id, "state": self.spec_state()}
@@ -855,6 +871,8 @@ class LowPaxosReplica:
             event["message"] = describe_message(message)
         if slot is not None:
             event["slot"] = slot
+        if target is not None:
+            event["target"] = target
         effects.trace.append(event)
 
     _HANDLERS = {
