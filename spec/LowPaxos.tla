@@ -152,8 +152,7 @@ StartElection(r) ==
         /\ Send([type |-> "Prepare", from |-> r, bal |-> b, commitIndex |-> commitIndex[r]])
         /\ UNCHANGED <<log, commitIndex, votes>>
 
-HandlePrepare(r, m) ==
-    /\ m \in msgs
+HandlePrepare(r) == \E m \in msgs :
     /\ m.type = "Prepare"
     /\ m.from # r
     /\ \/ /\ Greater(m.bal, promised[r])
@@ -194,8 +193,7 @@ BecomeLeader(r, b, reports) ==
          { [type |-> "Accept", from |-> r, to |-> Replicas \ {r}, bal |-> b, slot |-> s,
             val |-> ValueAt(s), commitIndex |-> commitIndex[r]] : s \in open }
 
-HandlePromise(r, m) ==
-    /\ m \in msgs
+HandlePromise(r) == \E m \in msgs :
     /\ m.type = "Promise"
     /\ m.to = r
     /\ role[r] = "candidate"
@@ -211,8 +209,7 @@ HandlePromise(r, m) ==
                /\ UNCHANGED <<log, role, nextSlot, acks, msgs, votes>>
     /\ UNCHANGED <<promised, commitIndex>>
 
-HandleReject(r, m) ==
-    /\ m \in msgs
+HandleReject(r) == \E m \in msgs :
     /\ m.type = "Reject"
     /\ m.to = r
     /\ Greater(m.bal, promised[r])
@@ -267,8 +264,7 @@ AcceptEffect(r, m) ==
     /\ votes' = votes \cup {[rep |-> r, slot |-> m.slot, bal |-> m.bal, val |-> m.val]}
     /\ Send([type |-> "Accepted", from |-> r, to |-> m.from, bal |-> m.bal, slot |-> m.slot])
 
-HandleAccept(r, m) ==
-    /\ m \in msgs
+HandleAccept(r) == \E m \in msgs :
     /\ m.type = "Accept"
     /\ r \in m.to
     /\ \/ /\ GreaterEq(m.bal, promised[r])
@@ -279,8 +275,7 @@ HandleAccept(r, m) ==
 
 \* A slot is chosen once a Q2 quorum (the leader included) has accepted it;
 \* the leader commits the consecutive prefix of chosen slots.
-HandleAccepted(r, m) ==
-    /\ m \in msgs
+HandleAccepted(r) == \E m \in msgs :
     /\ m.type = "Accepted"
     /\ m.to = r
     /\ role[r] = "leader"
@@ -300,8 +295,7 @@ SendHeartbeat(r) ==
 
 \* A Heartbeat of a lower ballot is dropped (the stale leader learns of the
 \* newer ballot from the Reject of its next Accept).
-HandleHeartbeat(r, m) ==
-    /\ m \in msgs
+HandleHeartbeat(r) == \E m \in msgs :
     /\ m.type = "Heartbeat"
     /\ m.from # r
     /\ GreaterEq(m.bal, promised[r])
@@ -315,13 +309,15 @@ HandleHeartbeat(r, m) ==
 (* In the implementation a replica that lags past the leader's truncation  *)
 (* point receives a snapshot instead; here the log is never truncated.     *)
 
+\* The implementation asks when a Heartbeat or Accept shows a leader whose
+\* commit index is ahead of its own; the guard stands for that observation.
 RequestCatchup(r) ==
-    /\ commitIndex[r] < MaxSlot
+    /\ role[r] # "leader"
+    /\ \E l \in Replicas : role[l] = "leader" /\ commitIndex[l] > commitIndex[r]
     /\ Send([type |-> "CatchupRequest", from |-> r, commitIndex |-> commitIndex[r]])
     /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
 
-HandleCatchupRequest(l, m) ==
-    /\ m \in msgs
+HandleCatchupRequest(l) == \E m \in msgs :
     /\ m.type = "CatchupRequest"
     /\ m.from # l
     /\ role[l] = "leader"
@@ -336,8 +332,7 @@ HandleCatchupRequest(l, m) ==
 \* quorums, because its followers commit their entries of its ballot on its
 \* word (FollowerCommit), and an entry copied over one of its own proposals
 \* would break that word.
-HandleCatchupReply(r, m) ==
-    /\ m \in msgs
+HandleCatchupReply(r) == \E m \in msgs :
     /\ m.type = "CatchupReply"
     /\ m.to = r
     /\ role[r] # "leader"
@@ -361,8 +356,7 @@ Crash(r) ==
     /\ StepDown(r)
     /\ UNCHANGED <<promised, log, commitIndex, msgs, votes>>
 
-LoseMessage(m) ==
-    /\ m \in msgs
+LoseMessage == \E m \in msgs :
     /\ msgs' = msgs \ {m}
     /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
 
@@ -379,24 +373,24 @@ Init ==
     /\ msgs = {}
     /\ votes = {}
 
+\* One disjunct per action, so that TLC names each step of a trace after its
+\* action (and so after the handler in the Python core).
 Next ==
-    \/ \E r \in Replicas :
-        \/ StartElection(r)
-        \/ Propose(r)
-        \/ \E s \in Slots : RetryAccept(r, s)
-        \/ SendHeartbeat(r)
-        \/ RequestCatchup(r)
-        \/ Crash(r)
-        \/ \E m \in msgs :
-            \/ HandlePrepare(r, m)
-            \/ HandlePromise(r, m)
-            \/ HandleReject(r, m)
-            \/ HandleAccept(r, m)
-            \/ HandleAccepted(r, m)
-            \/ HandleHeartbeat(r, m)
-            \/ HandleCatchupRequest(r, m)
-            \/ HandleCatchupReply(r, m)
-    \/ \E m \in msgs : LoseMessage(m)
+    \/ \E r \in Replicas : StartElection(r)
+    \/ \E r \in Replicas : HandlePrepare(r)
+    \/ \E r \in Replicas : HandlePromise(r)
+    \/ \E r \in Replicas : HandleReject(r)
+    \/ \E r \in Replicas : Propose(r)
+    \/ \E r \in Replicas, s \in Slots : RetryAccept(r, s)
+    \/ \E r \in Replicas : HandleAccept(r)
+    \/ \E r \in Replicas : HandleAccepted(r)
+    \/ \E r \in Replicas : SendHeartbeat(r)
+    \/ \E r \in Replicas : HandleHeartbeat(r)
+    \/ \E r \in Replicas : RequestCatchup(r)
+    \/ \E l \in Replicas : HandleCatchupRequest(l)
+    \/ \E r \in Replicas : HandleCatchupReply(r)
+    \/ \E r \in Replicas : Crash(r)
+    \/ LoseMessage
 
 Spec == Init /\ [][Next]_vars
 
