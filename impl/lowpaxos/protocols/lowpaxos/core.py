@@ -327,6 +327,9 @@ class LowPaxosReplica:
         self.next_slot = top + 1
         if recovered:
             self._accept_own(recovered, effects)
+        # Traced before the heartbeats below, which are SendHeartbeat events of the leader.
+        self._trace(effects, "BecomeLeader", None, None)
+        if recovered:
             for entry in recovered:
                 # Recovery goes to every follower: the slow ones need these slots too.
                 self._send_accept(entry, list(self.peers), effects)
@@ -335,7 +338,6 @@ class LowPaxosReplica:
             # where to send clients.
             for peer in self.peers:
                 self.send_heartbeat(peer, effects)
-        self._trace(effects, "BecomeLeader", None, None)
         if self._advance_leader_commit(effects):
             self._flush(effects, partial=not self.config.batching)
 
@@ -465,9 +467,10 @@ class LowPaxosReplica:
         if message.slot > self.commit_index:
             self.log[message.slot] = Entry(message.slot, message.ballot, message.batch)
             effects.persist.append(SaveEntries((self.log[message.slot],)))
+        first_event = len(effects.trace)
         self._learn_commit(message.ballot, message.commit_index, message.truncate_index, effects)
         effects.send.append((source, Accepted(message.ballot, message.slot, self.commit_index)))
-        self._trace(effects, "HandleAccept", source, message)
+        self._trace(effects, "HandleAccept", source, message, before=first_event)
 
     def _from_current_leader(self, source: int, message: Accept | Heartbeat, effects: Effects,
                              action: str) -> bool:
@@ -571,9 +574,10 @@ class LowPaxosReplica:
         if not self._from_current_leader(source, message, effects, "HandleHeartbeat"):
             return
         self._follow(source, message.ballot, effects)
+        first_event = len(effects.trace)
         self._learn_commit(message.ballot, message.commit_index, message.truncate_index, effects)
         effects.send.append((source, HeartbeatReply(message.ballot, self.commit_index)))
-        self._trace(effects, "HandleHeartbeat", source, message)
+        self._trace(effects, "HandleHeartbeat", source, message, before=first_event)
 
     def handle_heartbeat_reply(self, source: int, message: HeartbeatReply, effects: Effects) -> None:
         if self.role is not Role.LEADER or message.ballot != self.promised:
@@ -861,7 +865,12 @@ class LowPaxosReplica:
         }
 
     def _trace(self, effects: Effects, action: str, source: int | None, message: object,
-               slot: int | None = None, target: int | None = None) -> None:
+               slot: int | None = None, target: int | None = None,
+               before: int | None = None) -> None:
+        """Record one spec action. ``before`` puts the event ahead of the events from that
+        position on: a handler whose step also sends a CatchupRequest comes first in the
+        trace, as the RequestCatchup action follows the receive in the spec; the state
+        is the same either way, since RequestCatchup changes no spec variable."""
         if not self.trace_on:
             return
         event = {"action": action, "replica": self.replica_id, "state": self.spec_state()}
@@ -873,7 +882,10 @@ class LowPaxosReplica:
             event["slot"] = slot
         if target is not None:
             event["target"] = target
-        effects.trace.append(event)
+        if before is None:
+            effects.trace.append(event)
+        else:
+            effects.trace.insert(before, event)
 
     _HANDLERS = {
         Prepare: handle_prepare,
