@@ -305,22 +305,24 @@ HandleHeartbeat(r) == \E m \in msgs :
     /\ UNCHANGED <<log, msgs, votes>>
 
 -----------------------------------------------------------------------------
-(* Catch-up: a lagging replica copies committed entries from a leader.     *)
+(* Catch-up: a lagging replica copies committed entries from a replica    *)
+(* that has committed further.                                             *)
 (* In the implementation a replica that lags past the leader's truncation  *)
 (* point receives a snapshot instead; here the log is never truncated.     *)
 
-\* The implementation asks when a Heartbeat or Accept shows a leader whose
+\* A follower asks when a Heartbeat or Accept has shown it a leader whose
 \* commit index is ahead of its own; the guard stands for that observation.
 RequestCatchup(r) ==
-    /\ role[r] # "leader"
+    /\ role[r] = "follower"
     /\ \E l \in Replicas : role[l] = "leader" /\ commitIndex[l] > commitIndex[r]
     /\ Send([type |-> "CatchupRequest", from |-> r, commitIndex |-> commitIndex[r]])
     /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
 
+\* Any replica that has committed further serves the request (committed
+\* slots are chosen wherever they are held), the leader included.
 HandleCatchupRequest(l) == \E m \in msgs :
     /\ m.type = "CatchupRequest"
     /\ m.from # l
-    /\ role[l] = "leader"
     /\ commitIndex[l] > m.commitIndex
     /\ Send([type |-> "CatchupReply", from |-> l, to |-> m.from,
              entries |-> EntriesOf(l, m.commitIndex, commitIndex[l]),
@@ -328,6 +330,8 @@ HandleCatchupRequest(l) == \E m \in msgs :
     /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
 
 \* Copying is learning, not voting: no Accepted is sent and no vote is cast.
+\* Where the replica already holds the same value in a higher ballot it keeps
+\* that entry, so that a later phase 1 still sees the higher ballot it voted in.
 \* A leader drops catch-up replies: its commit index advances only on its own
 \* quorums, because its followers commit their entries of its ballot on its
 \* word (FollowerCommit), and an entry copied over one of its own proposals
@@ -341,7 +345,10 @@ HandleCatchupReply(r) == \E m \in msgs :
                  [s \in Slots |->
                     IF s > commitIndex[r] /\ s <= m.commitIndex
                     THEN LET e == CHOOSE x \in m.entries : x.slot = s
-                         IN [bal |-> e.bal, val |-> e.val]
+                             current == log[r][s]
+                         IN IF current.val = e.val /\ Greater(current.bal, e.bal)
+                            THEN current
+                            ELSE [bal |-> e.bal, val |-> e.val]
                     ELSE log[r][s]]]
     /\ commitIndex' = [commitIndex EXCEPT ![r] = m.commitIndex]
     /\ UNCHANGED <<promised, role, promises, nextSlot, acks, msgs, votes>>
