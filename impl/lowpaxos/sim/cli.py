@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--safety-ticks", type=int, default=200,
                         help="length of the safety phase, in ticks; faults fall inside it")
     parser.add_argument("--print-events", action="store_true", help="print every event")
+    parser.add_argument("--trace", metavar="FILE", default=None,
+                        help="write the spec-level trace as NDJSON (docs/conformance.md)")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -73,6 +75,14 @@ def command(args: argparse.Namespace) -> int:
     # before a round trip completes: at least a quarter of the longest one-way delay.
     tick_us = args.tick_us or max(1_000, where.one_way_us_max() // 4)
     printer = print if args.print_events else None
+    trace_file = None
+    if args.trace is not None:
+        try:
+            trace_file = open(args.trace, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as error:
+            print(f"lowpaxos sim: {error}", file=sys.stderr)
+            return 2
+        trace_file.write(trace_meta_line(args.protocol, config, args.seed, "sim"))
     try:
         options = SimOptions(
             replicas=args.replicas,
@@ -86,6 +96,7 @@ def command(args: argparse.Namespace) -> int:
             topology=where,
             print_events=printer,
             core_trace=False,
+            trace_events=None if trace_file is None else ndjson_writer(trace_file),
         )
     except ValueError as error:
         print(f"lowpaxos sim: {error}", file=sys.stderr)
@@ -115,12 +126,33 @@ def command(args: argparse.Namespace) -> int:
         # `lowpaxos sim --print-events | head` closed our output: nothing left to say.
         sys.stdout = open(os.devnull, "w")
         return 0
+    finally:
+        if trace_file is not None:
+            trace_file.close()
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
         print(summary(result))
     healthy = result["linearizable"] and result["kvs_converged"] and result["liveness_completed"]
     return 0 if healthy else 1
+
+
+def trace_meta_line(protocol: str, config, seed: int, source: str) -> str:
+    """The first line of a trace file: what the checker needs to know about the cluster."""
+    meta = {"protocol": protocol, "source": source, "seed": seed,
+            "replicas": config.replicas,
+            "q1": getattr(config, "quorum_phase1", None), "q2": getattr(config, "quorum_phase2", None),
+            "thrifty": getattr(config, "thrifty", None)}
+    return json.dumps({"meta": meta}, sort_keys=True) + "\n"
+
+
+def ndjson_writer(file):
+    """A ``SimOptions.trace_events`` sink writing one JSON object per line."""
+
+    def write(event: dict) -> None:
+        file.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
+
+    return write
 
 
 def summary(result: dict) -> str:

@@ -63,6 +63,9 @@ class SimOptions:
     topology: Topology = field(default_factory=lan)
     print_events: Callable[[str], None] | None = None  # called with every event line
     core_trace: bool = False
+    # Called with every spec-level trace event (a dict, see docs/conformance.md); setting
+    # it turns the cores' tracing on. None (the default) costs nothing.
+    trace_events: Callable[[dict], None] | None = None
 
     def __post_init__(self) -> None:
         if self.replicas < 1 or self.clients < 0 or self.ops < 0 or self.keys < 1:
@@ -150,6 +153,7 @@ class Simulator:
         self._sequence = 0
         self._in_flight: dict[int, InFlight] = {}
         self._next_msg_id = 1
+        self._launched_ids: list[int] = []  # ids given to the message being sent (traces)
         self._digest = hashlib.sha256()
         self.events = 0
 
@@ -319,7 +323,8 @@ class Simulator:
         replica.incarnation += 1
         rng = random.Random(self.core_seed_rng.getrandbits(64))
         replica.core = self.spec.make_core(
-            self.config, replica.replica_id, rng, durable, self.options.core_trace
+            self.config, replica.replica_id, rng, durable,
+            self.options.core_trace or self.options.trace_events is not None,
         )
         # Replicas tick at evenly spread phases of the tick period.
         phase_us = self.options.tick_us * replica.replica_id // self.replica_count
@@ -328,20 +333,28 @@ class Simulator:
             first_us += self.options.tick_us
         self._push(first_us, _TICK, replica.replica_id, replica.incarnation)
 
-    def _run_core(self, replica: _Replica, what: str, call: Callable[..., Effects], *args) -> None:
+    def _run_core(self, replica: _Replica, what: str, call: Callable[..., Effects], *args,
+                  received: InFlight | None = None) -> None:
         effects = call(*args)
-        self._carry_out(replica, what, effects)
+        self._carry_out(replica, what, effects, received)
 
-    def _carry_out(self, replica: _Replica, what: str, effects: Effects) -> None:
+    def _carry_out(self, replica: _Replica, what: str, effects: Effects,
+                   received: InFlight | None = None) -> None:
         """core/api.py order: persist, then send, then reply, then applied."""
         for record in effects.persist:
             replica.durable.apply(record)
         source = replica.replica_id
         sent = []
+        tracing = self.options.trace_events is not None and effects.trace
+        sent_ids: list[list[int]] = []
         for target, message in effects.send:
             assert 0 <= target < self.replica_count, f"r{source} sends to unknown replica {target}"
             assert target != source, f"r{source} sends to itself"
+            self._launched_ids = []
             sent.append(self._send(source, target, message))
+            sent_ids.append(self._launched_ids)
+        if tracing:
+            self._write_trace(replica, effects, received, sent_ids)
         for reply in effects.reply:
             client = self.client_by_id.get(reply.client_id)
             if client is None:
@@ -357,6 +370,29 @@ class Simulator:
             for event in effects.trace:
                 self.options.print_events(f"    r{source} {event}")
 
+    def _write_trace(self, replica: _Replica, effects: Effects, received: InFlight | None,
+                     sent_ids: list[list[int]]) -> None:
+        """Hand the step's spec events to ``trace_events``, with the ids of the messages:
+        every event of a step carries the step number and, for a receive, the id, sender
+        and receiver of the message handled; the step's last event lists what it sent
+        (ids empty for a message the network lost or cut, two for a duplicated one)."""
+        step = self.events + 1  # the number _log gives this step's event line
+        describe = getattr(replica.core, "describe_message", None)
+        events = effects.trace
+        for event in events:
+            event["step"] = step
+            event["time_us"] = self.now_us
+            if received is not None:
+                event["received"] = {"id": received.msg_id, "sender": received.source,
+                                     "receiver": received.target}
+        events[-1]["sent"] = [
+            {"ids": ids, "target": target,
+             "message": describe(message) if describe is not None else type(message).__name__}
+            for (target, message), ids in zip(effects.send, sent_ids)
+        ]
+        for event in events:
+            self.options.trace_events(event)
+
     def crash(self, replica_id: int) -> bool:
         """Destroy the core (all volatile state); the durable state stays. False if down."""
         replica = self.replicas[replica_id]
@@ -366,6 +402,9 @@ class Simulator:
         replica.core = None
         replica.incarnation += 1  # stops the tick chain
         self._log(f"r{replica_id} crash")
+        if self.options.trace_events is not None:
+            self.options.trace_events({"action": "Crash", "replica": replica_id,
+                                       "step": self.events, "time_us": self.now_us})
         return True
 
     def restart(self, replica_id: int) -> bool:
@@ -375,6 +414,11 @@ class Simulator:
             return False
         self._start_core(replica, replica.durable.copy())
         self._log(f"r{replica_id} restart")
+        if self.options.trace_events is not None:
+            state = getattr(replica.core, "spec_state", None)
+            self.options.trace_events({"action": "Restart", "replica": replica_id,
+                                       "state": state() if state is not None else None,
+                                       "step": self.events, "time_us": self.now_us})
         return True
 
     def live_replicas(self) -> list[int]:
@@ -423,7 +467,9 @@ class Simulator:
         copies = 2 if self.dup and rng.random() < self.dup else 1
         ids = []
         for _ in range(copies):
-            ids.append(str(self._launch(source, target, data, name)))
+            msg_id = self._launch(source, target, data, name)
+            self._launched_ids.append(msg_id)
+            ids.append(str(msg_id))
         return f"{label}:m{'+m'.join(ids)}"
 
     def _launch(self, source: int, target: int, data: bytes, name: str) -> int:
@@ -468,7 +514,8 @@ class Simulator:
         if type(message) is ClientRequest:
             self._run_core(replica, f"recv {what}", replica.core.on_client_request, message)
         else:
-            self._run_core(replica, f"recv {what}", replica.core.on_message, source, message)
+            self._run_core(replica, f"recv {what}", replica.core.on_message, source, message,
+                           received=flight)
 
     # The hand controls a Hypothesis state machine uses.
 

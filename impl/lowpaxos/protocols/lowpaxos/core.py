@@ -887,6 +887,11 @@ class LowPaxosReplica:
         else:
             effects.trace.insert(before, event)
 
+    @staticmethod
+    def describe_message(message: object) -> dict:
+        """Drivers that write traces describe sent messages with this (see below)."""
+        return describe_message(message)
+
     _HANDLERS = {
         Prepare: handle_prepare,
         Promise: handle_promise,
