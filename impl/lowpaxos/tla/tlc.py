@@ -197,8 +197,8 @@ def interpret(messages: list[Message], seconds: float, exit_code: int | None) ->
     distinct: int | None = None
     generated: int | None = None
     depth: int | None = None
-    invariant: str | None = None
-    prop: str | None = None
+    violated_invariant: str | None = None
+    violated_property: str | None = None
     trace: list[dict[str, str]] = []
     actions: list[str] = []
     errors: list[str] = []
@@ -209,11 +209,11 @@ def interpret(messages: list[Message], seconds: float, exit_code: int | None) ->
         elif code in INVARIANT_CODES:
             outcome = Outcome.INVARIANT_VIOLATED
             found = _INVARIANT_NAME.search(message.text)
-            invariant = found.group(1) if found else message.text.strip()
+            violated_invariant = found.group(1) if found else message.text.strip()
         elif code in PROPERTY_CODES:
             outcome = Outcome.PROPERTY_VIOLATED
             found = _PROPERTY_NAME.search(message.text)
-            prop = found.group(1) if found else message.text.strip()
+            violated_property = found.group(1) if found else message.text.strip()
         elif code == Code.DEADLOCK_REACHED:
             outcome = Outcome.DEADLOCK
         elif code in STATE_CODES:
@@ -241,8 +241,8 @@ def interpret(messages: list[Message], seconds: float, exit_code: int | None) ->
         states_generated=generated,
         depth=depth,
         seconds=seconds,
-        violated_invariant=invariant,
-        violated_property=prop,
+        violated_invariant=violated_invariant,
+        violated_property=violated_property,
         error_trace=trace,
         error_actions=actions,
         exit_code=exit_code,
