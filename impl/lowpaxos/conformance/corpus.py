@@ -1,0 +1,161 @@
+"""Traces to check: simulator runs with faults, mutants' traces, a real cluster's.
+
+* ``sim_trace``: one simulator run (lowpaxos.sim.run) with faults, written as
+  NDJSON. Snapshots are turned off (a snapshot cuts the log, which the spec
+  does not model), otherwise the core runs as configured by default.
+* ``mutant_trace``: the same run in a copy of the tree with one patch of
+  tests/mutants/ applied (tests/mutants/run.py's way), in a subprocess.
+* ``runtime_trace``: a 3-process cluster on 127.0.0.1 (lowpaxos.runtime) with
+  tracing on, a few client writes, then the per-replica files merged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+# Snapshots off: at most this many applied slots before one (far beyond a trace's run).
+NO_SNAPSHOT_SLOTS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SimRun:
+    """One simulator run to trace; the fault knobs are those of ``lowpaxos sim``."""
+
+    seed: int
+    ops: int = 60
+    clients: int = 4
+    loss: float = 0.02
+    dup: float = 0.02
+    reorder: float = 0.05
+    crashes: int = 1
+    partitions: int = 1
+    safety_ticks: int = 300
+
+    def name(self) -> str:
+        return f"sim-seed{self.seed}-ops{self.ops}"
+
+
+# The corpus `make conformance` regenerates and checks: several seeds, all faults.
+FAULTY_RUNS = (
+    SimRun(seed=1),
+    SimRun(seed=2, crashes=2),
+    SimRun(seed=3, partitions=2),
+    SimRun(seed=4, loss=0.05, dup=0.05),
+    SimRun(seed=5, ops=120, reorder=0.2),
+)
+
+
+def sim_trace(run: SimRun, path: Path) -> dict:
+    """Run the simulator with ``run``'s faults and write its trace to ``path``."""
+    from lowpaxos.protocols.registry import PROTOCOLS
+    from lowpaxos.sim.cli import ndjson_writer, trace_meta_line
+    from lowpaxos.sim.faults import FaultPlan
+    from lowpaxos.sim.run import RunLimits
+    from lowpaxos.sim.run import run as run_sim
+    from lowpaxos.sim.simulator import SimOptions
+
+    spec = PROTOCOLS["lowpaxos"]
+    config = spec.make_config(3, snapshot_slots=NO_SNAPSHOT_SLOTS,
+                              log_slots_max=NO_SNAPSHOT_SLOTS + 64)
+    tick_us = 1_000
+    safety_us = run.safety_ticks * tick_us
+    plan = FaultPlan.random(random.Random(f"faults:{run.seed}"), replicas=3, window_us=safety_us,
+                            tick_us=tick_us, crashes=run.crashes, partitions=run.partitions,
+                            loss=run.loss, dup=run.dup, reorder=run.reorder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(trace_meta_line("lowpaxos", config, run.seed, "sim"))
+        options = SimOptions(replicas=3, clients=run.clients, ops=run.ops, seed=run.seed,
+                             tick_us=tick_us, client_timeout_us=50 * tick_us,
+                             client_backoff_us=2 * tick_us, trace_events=ndjson_writer(file))
+        limits = RunLimits(safety_us=safety_us, liveness_us_max=20_000 * tick_us,
+                           settle_us_max=2_000 * tick_us, wall_s_max=120.0)
+        return run_sim(spec, config, options, plan, limits, protocol="lowpaxos")
+
+
+def mutant_trace(patch: Path, run: SimRun, path: Path, timeout_s: float = 300.0) -> tuple[bool, str]:
+    """Write the trace of ``run`` with ``patch`` applied to a copy of the tree.
+    False and the reason when the patch does not apply or the run fails."""
+    with tempfile.TemporaryDirectory(prefix=f"mutant-{patch.stem}-") as tmp:
+        tree = Path(tmp)
+        for folder in ("impl",):
+            shutil.copytree(REPO / folder, tree / folder,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        applied = subprocess.run(["patch", "-p1", "--quiet", "-i", str(patch)], cwd=tree,
+                                 capture_output=True, text=True)
+        if applied.returncode != 0:
+            return False, f"patch does not apply: {applied.stdout}{applied.stderr}"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(tree / "impl")  # the copy shadows the editable install
+        code = ("import sys, json; from pathlib import Path\n"
+                "from lowpaxos.conformance.corpus import SimRun, sim_trace\n"
+                "run = SimRun(**json.loads(sys.argv[1]))\n"
+                "sim_trace(run, Path(sys.argv[2]))\n")
+        arguments = json.dumps({name: getattr(run, name) for name in run.__slots__})
+        try:
+            done = subprocess.run([sys.executable, "-c", code, arguments, str(path)], cwd=tree,
+                                  env=env, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False, f"mutant run took longer than {timeout_s:.0f} s"
+        if done.returncode != 0 and not path.exists():
+            return False, done.stderr[-2000:]
+        return True, done.stderr[-500:] if done.returncode != 0 else ""
+
+
+def runtime_trace(path: Path, writes: int = 20, timeout_s: float = 60.0) -> Path:
+    """Start 3 replicas on 127.0.0.1 with tracing, write ``writes`` keys through RESP,
+    stop them, and merge their trace files into ``path``."""
+    from lowpaxos.conformance.trace import load_runtime_traces
+    from lowpaxos.runtime.launcher import LocalCluster
+
+    deadline = time.monotonic() + timeout_s
+    with tempfile.TemporaryDirectory(prefix="lowpaxos-conformance-cluster-") as tmp:
+        directory = Path(tmp)
+        cluster = LocalCluster(directory, 3, trace=True, lifetime_s=timeout_s + 30)
+        try:
+            cluster.start()
+            _resp_writes(cluster, writes, deadline)
+            time.sleep(0.3)  # let the last heartbeats carry the commit point to followers
+        finally:
+            cluster.stop()
+        files = sorted((directory / "trace").glob("replica-*.ndjson"))
+        if len(files) != 3:
+            raise RuntimeError(f"expected 3 trace files, found {len(files)} in {directory}")
+        return load_runtime_traces(files, path)
+
+
+def _resp_writes(cluster, writes: int, deadline: float) -> None:
+    """SET k_i v_i through RESP, following MOVED-style redirects by trying each replica."""
+    import socket
+
+    def command(port: int, *parts: bytes) -> bytes:
+        payload = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+            sock.sendall(payload)
+            return sock.recv(4096)
+
+    for index in range(writes):
+        for _attempt in range(200):  # bounded: ~10 s per write at most
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not take the writes in time")
+            port = cluster.resp_ports[_attempt % len(cluster.resp_ports)]
+            try:
+                reply = command(port, b"SET", b"k%d" % index, b"v%d" % index)
+            except OSError:
+                reply = b""
+            if reply.startswith(b"+OK"):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"write {index} was never acknowledged")

@@ -1,0 +1,395 @@
+"""From a validated trace to TLA+: the events as one sequence of records, plus a
+configuration, for conformance/TraceLowPaxos.tla to replay with TLC.
+
+Value mapping (the spec's conventions, spec/LowPaxos.tla):
+
+* replica ids: Python's 0..N-1 become 1..N;
+* ballots: ``[round, replica]`` becomes ``<<round, replica + 1>>``, and the
+  Python zero ballot ``(0, -1)`` becomes the spec's ``<<0, 0>>``;
+* batch ids: a batch is one value to consensus, so a batch id becomes a TLA+
+  string; the empty batch ``"noop"`` is the constant ``NoOp``, set to the string
+  "noop" (a model value would not sort against the strings in TLC's sets);
+* messages: the fields the spec's message records have, named as there.
+
+Each event becomes a record with the same fields (TLC compares records of one
+sequence only when it must, but keeping one shape avoids surprises):
+
+``line`` (in the file), ``k`` (the spec action to take, or "Skip"), ``r``,
+``check`` (compare the post-state?), ``role``, ``promised``, ``commit``,
+``logStart``, ``delta`` (the log slots that changed, slot :> entry), ``msg`` (the
+message handled, as a spec record, or ``[type |-> "none"]``), ``slot``
+(RetryAccept), ``val`` (Propose: the value put in the slot), and ``sends``
+(messages the event put in the network; the simulator logs them, the runtime
+does not). An Accept's recipients are a set in the spec; where the trace knows
+only some of them, the record has ``targets`` (each must be a recipient)
+instead of ``to``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lowpaxos.conformance.trace import Entry, Event, Trace
+
+NOOP_BATCH = "noop"
+
+# Trace action -> the spec action that explains it. Restart is the spec's Crash
+# (the spec folds the restart into it); the simulator's Crash event is the
+# moment the core is lost, which no spec variable shows, so it is a Skip.
+SPEC_ACTION = {
+    "StartElection": "StartElection",
+    "HandlePrepare": "HandlePrepare",
+    "HandlePromise": "HandlePromise",
+    "HandleReject": "HandleReject",
+    "Propose": "Propose",
+    "RetryAccept": "RetryAccept",
+    "HandleAccept": "HandleAccept",
+    "HandleAccepted": "HandleAccepted",
+    "SendHeartbeat": "SendHeartbeat",
+    "HandleHeartbeat": "HandleHeartbeat",
+    "RequestCatchup": "RequestCatchup",
+    "HandleCatchupRequest": "HandleCatchupRequest",
+    "HandleCatchupReply": "HandleCatchupReply",
+    "StepDown": "StepDown",
+    "Restart": "Crash",
+    "Crash": "Skip",
+    "BecomeLeader": "Skip",  # folded into the HandlePromise before it (see plan_steps)
+}
+
+
+class UnsupportedTrace(ValueError):
+    """A well-formed trace with something the spec does not model (a snapshot,
+    |Q1| = 1); ``line`` names the event."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
+def tla_string(text: str) -> str:
+    assert all(32 <= ord(c) < 127 for c in text), "trace strings are plain ASCII"
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def tla_ballot(ballot) -> str:
+    round_, replica = ballot
+    return f"<<{round_}, {replica + 1}>>"
+
+
+def tla_value(batch: str) -> str:
+    return "NoOp" if batch == NOOP_BATCH else tla_string(batch)
+
+
+def tla_entry(entry: Entry) -> str:
+    return f"[bal |-> {tla_ballot(entry.ballot)}, val |-> {tla_value(entry.batch)}]"
+
+
+def tla_set(items) -> str:
+    return "{" + ", ".join(items) + "}"
+
+
+def tla_function(pairs: list[tuple[str, str]]) -> str:
+    if not pairs:
+        return "[x \\in {} |-> 0]"
+    return "(" + " @@ ".join(f"{k} :> {v}" for k, v in pairs) + ")"
+
+
+def tla_record(fields: list[tuple[str, str]]) -> str:
+    return "[" + ", ".join(f"{name} |-> {value}" for name, value in fields) + "]"
+
+
+def slot_entries(entries: list) -> str:
+    return tla_set(
+        tla_record([("slot", str(slot)), ("bal", tla_ballot(ballot)), ("val", tla_value(batch))])
+        for slot, ballot, batch in entries
+    )
+
+
+def spec_message(message: dict, sender: int, receiver: int | None,
+                 targets: set[int] | None = None, exact_targets: bool = False) -> str | None:
+    """A logged message as a partial spec record (None: a message the spec does not have).
+    ``receiver`` goes into ``to`` for point-to-point types; an Accept's ``to`` is a set,
+    so its receivers go into ``targets`` (each must be in ``to``), or are ``to`` itself when
+``exact_targets`` (a Propose's thrifty targets, all logged)."""
+    kind = message["type"]
+    base = [("type", tla_string(kind)), ("from", str(sender + 1))]
+    to = [("to", str(receiver + 1))] if receiver is not None else []
+    ballot = ("bal", tla_ballot(message["ballot"]))
+    if kind == "Prepare":
+        fields = base + [ballot, ("commitIndex", str(message["commit_index"]))]
+    elif kind == "Promise":
+        fields = base + to + [ballot, ("entries", slot_entries(message["entries"])),
+                              ("commitIndex", str(message["commit_index"]))]
+    elif kind == "Reject":
+        if message.get("lagging"):
+            return None
+        fields = base + to + [ballot]
+    elif kind == "Accept":
+        fields = base + [ballot, ("slot", str(message["slot"])),
+                         ("val", tla_value(message["value"])),
+                         ("commitIndex", str(message["commit_index"]))]
+        receivers = tla_set(str(t + 1) for t in sorted(targets or set()))
+        if exact_targets:
+            fields.insert(2, ("to", receivers))
+        else:
+            fields.append(("targets", receivers))
+    elif kind == "Accepted":
+        fields = base + to + [ballot, ("slot", str(message["slot"]))]
+    elif kind == "Heartbeat":
+        fields = base + [ballot, ("commitIndex", str(message["commit_index"]))]
+    elif kind == "CatchupRequest":
+        fields = base + [("commitIndex", str(message["from_slot"] - 1))]
+    elif kind == "CatchupReply":
+        fields = base + to + [("entries", slot_entries(message["entries"])),
+                              ("commitIndex", str(message["commit_index"]))]
+    else:  # HeartbeatReply and Snapshot are not in the spec
+        return None
+    return tla_record(fields)
+
+
+@dataclass(slots=True)
+class PlannedEvent:
+    """One trace line as the spec replays it."""
+
+    event: Event
+    spec_action: str
+    check: bool
+    state_event: Event  # whose logged state the step must reach
+    sends: list[str]  # partial spec records
+
+
+def _owner(events: list[Event], message: dict, target: int) -> Event | None:
+    """The event of a step that sent ``message`` (see the module docstring)."""
+    kind = message["type"]
+    wanted: tuple[str, ...]
+    if kind == "Prepare":
+        wanted = ("StartElection",)
+    elif kind == "Promise":
+        wanted = ("HandlePrepare",)
+    elif kind == "Reject":
+        wanted = ("HandlePrepare", "HandleAccept", "HandleHeartbeat")
+    elif kind == "Accepted":
+        wanted = ("HandleAccept",)
+    elif kind == "CatchupReply":
+        wanted = ("HandleCatchupRequest",)
+    elif kind == "Heartbeat":
+        return next((e for e in events if e.action == "SendHeartbeat" and e.target == target), None)
+    elif kind == "CatchupRequest":
+        return next((e for e in events if e.action == "RequestCatchup" and e.target == target), None)
+    elif kind == "Accept":
+        slot = message["slot"]
+        for action in ("Propose", "RetryAccept"):
+            found = next((e for e in events if e.action == action and e.slot == slot), None)
+            if found is not None:
+                return found
+        wanted = ("BecomeLeader",)
+    else:
+        return None
+    return next((e for e in events if e.action in wanted), None)
+
+
+def plan_steps(trace: Trace) -> list[PlannedEvent]:
+    """Decide, for every line, the spec action, which state to check and which sends."""
+    events = trace.events
+    plans = [PlannedEvent(e, SPEC_ACTION[e.action], e.action not in ("Crash", "BecomeLeader"), e, [])
+             for e in events]
+    for index, event in enumerate(events):
+        if event.action == "HandleSnapshot":
+            raise UnsupportedTrace(event.line, "HandleSnapshot: snapshots are not in the spec "
+                                               "(trace runs with snapshots off)")
+        if event.state is not None and event.state.log_start > 0:
+            raise UnsupportedTrace(event.line, "a log cut below a snapshot (log_start > 0) is "
+                                               "not in the spec")
+        if event.action == "BecomeLeader":
+            previous = events[index - 1] if index > 0 else None
+            if (previous is None or previous.action != "HandlePromise"
+                    or previous.replica != event.replica
+                    or (previous.step is not None and previous.step != event.step)):
+                raise UnsupportedTrace(event.line, "BecomeLeader must follow the HandlePromise "
+                                                   "that completed the quorum (|Q1| = 1 is not "
+                                                   "in the spec)")
+            # The spec's HandlePromise becomes leader in the same step.
+            plans[index - 1].state_event = event
+    # Sends, from the simulator's step records: attach each to the event that made it.
+    by_step: dict[int, list[int]] = {}
+    for index, event in enumerate(events):
+        if event.step is not None:
+            by_step.setdefault(event.step, []).append(index)
+    for indices in by_step.values():
+        step_events = [events[i] for i in indices]
+        sends = [s for i in indices for s in events[i].sent]
+        grouped: dict[tuple[int, str], list[dict]] = {}
+        for send in sends:
+            owner = _owner(step_events, send["message"], send["target"])
+            if owner is None:
+                continue
+            owner_index = indices[step_events.index(owner)]
+            if owner.action == "BecomeLeader":
+                owner_index -= 1  # folded into the HandlePromise
+            key = (owner_index, repr(sorted((k, repr(v)) for k, v in send["message"].items())))
+            grouped.setdefault(key, []).append(send)
+        for (owner_index, _), group in sorted(grouped.items()):
+            first = group[0]
+            owner = events[owner_index]
+            targets = {s["target"] for s in group}
+            exact = owner.action == "Propose"
+            record = spec_message(first["message"], owner.replica,
+                                  first["target"] if len(group) == 1 else None,
+                                  targets, exact)
+            if record is not None:
+                if first["message"]["type"] in ("Prepare", "Heartbeat", "CatchupRequest", "Accept"):
+                    plans[owner_index].sends.append(record)
+                else:
+                    for send in group:
+                        plans[owner_index].sends.append(
+                            spec_message(send["message"], owner.replica, send["target"]))
+    return plans
+
+
+def event_record(plan: PlannedEvent, previous_log: dict[int, Entry]) -> str:
+    event = plan.event
+    state = plan.state_event.state
+    fields = [("line", str(event.line)), ("k", tla_string(plan.spec_action)),
+              ("r", str(event.replica + 1)), ("check", "TRUE" if plan.check else "FALSE")]
+    if state is not None:
+        changed = sorted(set(state.log) | set(previous_log))
+        delta = []
+        for slot in changed:
+            now = state.log.get(slot)
+            if now != previous_log.get(slot):
+                delta.append((str(slot), tla_entry(now) if now is not None else "NoEntry"))
+        fields += [("role", tla_string(state.role)), ("promised", tla_ballot(state.promised)),
+                   ("commit", str(state.commit_index)), ("logStart", str(state.log_start)),
+                   ("delta", tla_function(delta))]
+    else:
+        fields += [("role", '"none"'), ("promised", "<<0, 0>>"), ("commit", "0"),
+                   ("logStart", "0"), ("delta", tla_function([]))]
+    message = None
+    if event.message is not None:
+        receiver = event.replica
+        message = spec_message(event.message, event.source, receiver, {receiver}, False)
+    fields.append(("msg", message or '[type |-> "none"]'))
+    fields.append(("slot", str(event.slot or 0)))
+    value = '"none"'
+    if event.action == "Propose" and state is not None and event.slot in state.log:
+        value = tla_value(state.log[event.slot].batch)
+    fields.append(("val", value))
+    fields.append(("sends", "<<" + ", ".join(plan.sends) + ">>"))
+    return tla_record(fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    replicas: int
+    q1: int
+    q2: int
+    max_round: int
+    max_slot: int
+    values: list[str]
+
+
+def model_of(trace: Trace) -> Model:
+    """Constants just large enough for this trace."""
+    rounds = [0]
+    slots = [0]
+    values: set[str] = set()
+
+    def see_entries(entries) -> None:
+        for slot, ballot, batch in entries:
+            slots.append(slot)
+            rounds.append(ballot[0])
+            values.add(batch)
+
+    for event in trace.events:
+        if event.state is not None:
+            rounds.append(event.state.promised[0])
+            slots.append(event.state.commit_index)
+            for slot, entry in event.state.log.items():
+                slots.append(slot)
+                rounds.append(entry.ballot[0])
+                values.add(entry.batch)
+        messages = [event.message] if event.message else []
+        messages += [s["message"] for s in event.sent]
+        for message in messages:
+            rounds.append(message["ballot"][0])
+            for name in ("slot", "commit_index", "index"):
+                if name in message:
+                    slots.append(message[name])
+            if "value" in message:
+                values.add(message["value"])
+            if "entries" in message:
+                see_entries(message["entries"])
+        if event.slot:
+            slots.append(event.slot)
+    values.discard(NOOP_BATCH)
+    # One spare slot: Propose needs nextSlot \in Slots, and BecomeLeader may reach one past.
+    return Model(trace.replicas, trace.q1, trace.q2, max(rounds) + 1, max(slots) + 1,
+                 sorted(values))
+
+
+TEMPLATE = "TraceLowPaxos.tla"
+_CONSTANT_LINE = "CONSTANT TraceLog"
+
+
+def write_module(trace: Trace, plans: list[PlannedEvent], name: str,
+                 template_text: str) -> tuple[str, Model]:
+    """The generated module: conformance/TraceLowPaxos.tla with the trace written
+    in as a definition where the template declares ``CONSTANT TraceLog``. (Handing
+    TLC the trace through ``TraceLog <- ...`` in the configuration is much slower:
+    TLC 2.15 then rebuilds the whole sequence at every use.)"""
+    model = model_of(trace)
+    records = []
+    logs: dict[int, dict[int, Entry]] = {}
+    for plan in plans:
+        replica = plan.event.replica
+        records.append(event_record(plan, logs.get(replica, {})))
+        state = plan.state_event.state
+        if state is not None and plan.check:
+            logs[replica] = state.log
+    header, rest = template_text.split("\n", 1)
+    assert "MODULE TraceLowPaxos" in header, "the template starts with its MODULE line"
+    start = rest.index(_CONSTANT_LINE)
+    end = rest.index("\n", start)
+    definitions = "\n".join([
+        f"\\* Generated by lowpaxos.conformance from {trace.path}; do not edit.",
+        "TraceValues == " + tla_set(tla_string(v) for v in model.values),
+        f"TraceNoOp == {tla_string(NOOP_BATCH)}",
+        "TraceNoSymmetry == {}",
+        "TraceLog == <<",
+        ",\n".join(records),
+        ">>",
+    ])
+    text = (header.replace("MODULE TraceLowPaxos", f"MODULE {name}") + "\n"
+            + rest[:start] + definitions + rest[end:])
+    return text, model
+
+
+def symmetry_definitions(spec_text: str) -> list[str]:
+    """Zero-arity definitions of the spec that compute symmetry sets. TLC evaluates
+    constant definitions when it starts, and Permutations of the hundreds of values
+    in a trace would never finish; the configuration replaces them with {}."""
+    return re.findall(r"^([A-Za-z_][A-Za-z0-9_]*) == Permutations\(", spec_text, re.M)
+
+
+def write_config(model: Model, invariant: str | None, init: str = "TraceInit",
+                 next_: str = "TraceNext", symmetries: list[str] = ()) -> str:
+    return "\n".join([
+        "\\* Generated by lowpaxos.conformance; do not edit.",
+        "CONSTANTS",
+        *(f"    {name} <- TraceNoSymmetry" for name in symmetries),
+        "    Replicas = " + tla_set(str(r) for r in range(1, model.replicas + 1)),
+        "    Values <- TraceValues",
+        "    NoOp <- TraceNoOp",
+        f"    MaxRound = {model.max_round}",
+        f"    MaxSlot = {model.max_slot}",
+        f"    Q1 = {model.q1}",
+        f"    Q2 = {model.q2}",
+        "    MaxMessages = 0",
+        "    CheckQuorumIntersection = TRUE",
+        f"INIT {init}",
+        f"NEXT {next_}",
+        f"INVARIANT {invariant}" if invariant else "",
+        "",
+    ])
