@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test run run-sim fuzz mutants bench bench-sim redis-tools java clean
+.PHONY: venv test run run-sim fuzz mutants bench bench-sim check-spec check-spec-deep redis-tools java clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ bench: $(STAMP)
 
 bench-sim: $(STAMP)
 	$(PY) bench/bench_sim.py
+
+# TLC model checks of spec/ (good models must pass, broken variants must be caught).
+check-spec: $(STAMP) java
+	$(PY) -m lowpaxos.tla check
+
+check-spec-deep: $(STAMP) java
+	$(PY) -m lowpaxos.tla check --deep
 
 mutants: $(STAMP)
 	$(PY) tests/mutants/run.py
