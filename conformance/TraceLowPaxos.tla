@@ -23,11 +23,17 @@
 (***************************************************************************)
 EXTENDS LowPaxos, Sequences, TLC
 
+\* The function of a sequence of <<key, value>> pairs (keys distinct).
+FcnOf(pairs) ==
+    [x \in {pairs[i][1] : i \in DOMAIN pairs} |->
+        pairs[CHOOSE i \in DOMAIN pairs : pairs[i][1] = x][2]]
+
 CONSTANT TraceLog   \* the events, one record per line of the trace file
 
 VARIABLE l          \* the next event to explain (1-based)
 
 traceVars == <<vars, l>>
+
 
 \* The logged message x describes the network message m: every field x
 \* logs has m's value. An Accept's recipients are a set; when the trace

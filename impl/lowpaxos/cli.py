@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("lowpaxos.sim.cli", "run the deterministic simulator"),
     "replica": ("lowpaxos.runtime.replica", "run one replica of a real cluster (--cluster FILE --id I)"),
     "cluster": ("lowpaxos.runtime.launcher", "run a local LowPaxos cluster on 127.0.0.1 (--replicas N)"),
+    "conformance": ("lowpaxos.conformance.cli", "check traces against spec/LowPaxos.tla (check TRACE | run)"),
 }
 
 

@@ -18,6 +18,7 @@ Three TLC runs at most, each through ``lowpaxos.tla.tlc.run_tlc``:
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -67,12 +68,28 @@ def spec_actions_of(spec_dir: Path = SPEC_DIR) -> list[str]:
     return sorted(set(names))
 
 
+# TLC evaluates nested values recursively, and a trace state nests deeply (a log
+# rebuilt by a catch-up or a new leader over a long trace): Java's default 1 MB
+# thread stack overflows on some traces of a few hundred events. run_tlc takes no
+# JVM options, so the stack size goes through JAVA_TOOL_OPTIONS, which the JVM
+# reads however it is started (jpype included), for the TLC run only.
+TLC_STACK_OPTION = "-Xss64m"
+
+
 def _run(workdir: Path, module_text: str, config_text: str, name: str, spec_dir: Path,
          timeout_s: float) -> TlcResult:
     (workdir / f"{name}.tla").write_text(module_text, encoding="utf-8")
     (workdir / f"{name}.cfg").write_text(config_text, encoding="utf-8")
-    return run_tlc(workdir / f"{name}.tla", workdir / f"{name}.cfg", workers=1,
-                   timeout_s=timeout_s, library_dirs=(CONFORMANCE_DIR, spec_dir))
+    previous = os.environ.get("JAVA_TOOL_OPTIONS")
+    os.environ["JAVA_TOOL_OPTIONS"] = f"{previous} {TLC_STACK_OPTION}" if previous else TLC_STACK_OPTION
+    try:
+        return run_tlc(workdir / f"{name}.tla", workdir / f"{name}.cfg", workers=1,
+                       timeout_s=timeout_s, library_dirs=(CONFORMANCE_DIR, spec_dir))
+    finally:
+        if previous is None:
+            del os.environ["JAVA_TOOL_OPTIONS"]
+        else:
+            os.environ["JAVA_TOOL_OPTIONS"] = previous
 
 
 def _with_definitions(module_text: str, definitions: list[str]) -> str:

@@ -53,7 +53,9 @@ FAULTY_RUNS = (
     SimRun(seed=3, partitions=2),
     SimRun(seed=4, loss=0.05, dup=0.05),
     SimRun(seed=5, ops=120, reorder=0.2),
+    SimRun(seed=6, ops=150, clients=6, crashes=2, partitions=2),
 )
+QUICK_RUNS = (SimRun(seed=1), SimRun(seed=2, crashes=2))
 
 
 def sim_trace(run: SimRun, path: Path) -> dict:

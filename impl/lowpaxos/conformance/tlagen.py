@@ -91,9 +91,10 @@ def tla_set(items) -> str:
 
 
 def tla_function(pairs: list[tuple[str, str]]) -> str:
-    if not pairs:
-        return "[x \\in {} |-> 0]"
-    return "(" + " @@ ".join(f"{k} :> {v}" for k, v in pairs) + ")"
+    """A function as FcnOf(<<key, value>> pairs) (TraceLowPaxos.tla): a chain of
+    ``k :> v @@ ...`` would be a nested expression as deep as it is long, and TLC
+    evaluates it recursively (a stack overflow for a catch-up of a few hundred slots)."""
+    return "FcnOf(<< " + ", ".join(f"<<{k}, {v}>>" for k, v in pairs) + " >>)"
 
 
 def tla_record(fields: list[tuple[str, str]]) -> str:

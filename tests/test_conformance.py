@@ -1,0 +1,131 @@
+"""Trace validation against spec/LowPaxos.tla (lowpaxos.conformance), short profile.
+
+Each test runs TLC (a JVM per run, a few seconds each) on a trace: a simulator
+run with faults must conform; each committed bad trace must be rejected at the
+line its note names; a hand-edited post-state must be rejected at the edited
+line with a field-by-field difference; a malformed file is exit status 2 with
+the line named.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lowpaxos.cli import main
+from lowpaxos.conformance.check import check_trace, spec_actions_of
+from lowpaxos.conformance.cli import BAD_DIR, TRACES_DIR, expected_line
+from lowpaxos.conformance.corpus import SimRun, sim_trace
+
+pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="TLC needs java")
+
+BAD_TRACES = sorted(BAD_DIR.glob("*.ndjson"))
+
+
+@pytest.fixture(scope="module")
+def good_trace(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("traces") / "sim-seed2.ndjson"
+    result = sim_trace(SimRun(seed=2, crashes=2), path)
+    assert result["linearizable"] and result["faults_injected"].get("crash", 0) >= 1
+    return path
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_simulator_trace_with_faults_conforms(good_trace, capsys):
+    """A simulator run with a crash, a partition, loss and duplication is a behaviour
+    of the spec; the CLI says so with exit status 0."""
+    events = [json.loads(line) for line in _lines(good_trace)[1:]]
+    assert len(events) >= 100
+    assert {"Crash", "Restart", "HandleAccept", "BecomeLeader"} <= {e["action"] for e in events}
+    assert main(["conformance", "check", str(good_trace)]) == 0
+    assert "conforms" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", BAD_TRACES, ids=[p.stem for p in BAD_TRACES])
+def test_bad_trace_is_rejected_at_its_line(bad):
+    """Each trace in traces/bad/ (a mutant's run, or a hand edit) is rejected exactly
+    at the line its sidecar note names, with a report that names that line."""
+    want = expected_line(bad)
+    assert want is not None, f"{bad.with_suffix('.txt')} must say reject-at-line: N"
+    verdict = check_trace(bad)
+    assert verdict.error is None, verdict.error
+    assert not verdict.conforms
+    assert verdict.line == want, verdict.report
+    assert f"{bad}:{want}:" in verdict.report
+    assert "actions enabled there" in verdict.report
+
+
+def test_at_least_three_bad_traces():
+    """The corpus keeps at least three traces the checker must reject."""
+    assert len(BAD_TRACES) >= 3
+
+
+def test_committed_good_traces_conform():
+    """The corpus in traces/ conforms (the first file, in this short profile)."""
+    good = sorted(TRACES_DIR.glob("*.ndjson"))
+    assert good, "traces/ holds the committed corpus"
+    verdict = check_trace(good[0])
+    assert verdict.error is None and verdict.conforms, verdict.report
+
+
+def test_edited_post_state_is_rejected_with_a_field_diff(good_trace, tmp_path):
+    """Changing one event's logged commit index makes that event the first divergence,
+    and the report shows the field with the spec's and the trace's values."""
+    lines = _lines(good_trace)
+    index = next(i for i, line in enumerate(lines)
+                 if i > 40 and '"action":"HandleAccept"' in line and '"role":"follower"' in line)
+    event = json.loads(lines[index])
+    logged = event["state"]["commit_index"]
+    event["state"]["commit_index"] = logged + 3
+    lines[index] = json.dumps(event)
+    edited = tmp_path / "edited.ndjson"
+    edited.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    verdict = check_trace(edited)
+    assert not verdict.conforms
+    assert verdict.line == index + 1
+    assert f"commit_index: spec {logged}, trace {logged + 3}" in verdict.report, verdict.report
+
+
+def test_edited_message_is_reported_missing_from_the_network(good_trace, tmp_path):
+    """A received message that no one sent (its ballot changed) is rejected at its line,
+    and the report says the message is not in the network and how it differs."""
+    lines = _lines(good_trace)
+    index = next(i for i, line in enumerate(lines) if i > 20 and '"action":"HandleAccepted"' in line)
+    event = json.loads(lines[index])
+    event["message"]["slot"] += 50
+    lines[index] = json.dumps(event)
+    edited = tmp_path / "edited-message.ndjson"
+    edited.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    verdict = check_trace(edited)
+    assert verdict.line == index + 1, verdict.report
+    assert "not in the network" in verdict.report
+    assert "slot: logged" in verdict.report
+
+
+@pytest.mark.parametrize("corrupt, reason", [
+    (lambda e: "{not json", "not JSON"),
+    (lambda e: json.dumps({**e, "replica": 7}), "replica must be an id"),
+    (lambda e: json.dumps({k: v for k, v in e.items() if k != "state"}), "post-state"),
+    (lambda e: json.dumps({**e, "action": "Teleport"}), "unknown action"),
+])
+def test_malformed_trace_exits_2_naming_the_line(good_trace, tmp_path, capsys, corrupt, reason):
+    """A malformed line is exit status 2, with the file, the line and the reason."""
+    lines = _lines(good_trace)
+    lines[5] = corrupt(json.loads(lines[5]))
+    broken = tmp_path / "broken.ndjson"
+    broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["conformance", "check", str(broken)]) == 2
+    error = capsys.readouterr().err
+    assert f"{broken}:6:" in error and reason in error, error
+
+
+def test_spec_actions_are_read_from_next():
+    """Coverage counts the actions of LowPaxos's Next; the checker reads them there."""
+    actions = spec_actions_of()
+    assert {"StartElection", "HandleAccept", "Crash", "LoseMessage"} <= set(actions)
