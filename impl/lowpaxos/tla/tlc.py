@@ -183,6 +183,7 @@ def parse_state(text: str) -> tuple[str, dict[str, str]]:
 
 _FIRST_INTEGER = re.compile(r"(\d[\d,]*)")
 _STATS = re.compile(r"([\d,]+) states generated, ([\d,]+) distinct states found")
+_PROGRESS_DEPTH = re.compile(r"^Progress\((\d+)\)")
 _INVARIANT_NAME = re.compile(r"Invariant (\S+) is violated")
 _PROPERTY_NAME = re.compile(r"[Pp]roperty (\S+) is violated")
 
@@ -225,10 +226,14 @@ def interpret(messages: list[Message], seconds: float, exit_code: int | None) ->
             found = _STATS.search(message.text)
             if found:
                 generated, distinct = _integer(found.group(1)), _integer(found.group(2))
+            # Progress(N) is the depth reached so far: the only depth a killed run has.
+            reached = _PROGRESS_DEPTH.search(message.text)
+            if reached and code == Code.PROGRESS_STATS:
+                depth = max(depth or 0, _integer(reached.group(1)))
         elif code == Code.SEARCH_DEPTH:
             found = _FIRST_INTEGER.search(message.text)
             if found:
-                depth = _integer(found.group(1))
+                depth = _integer(found.group(1))  # the final figure wins over progress
         elif code in TRACE_HEADER_CODES:
             continue
         elif message.severity in (SEVERITY_ERROR, SEVERITY_BUG):
