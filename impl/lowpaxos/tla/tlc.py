@@ -182,7 +182,8 @@ def parse_state(text: str) -> tuple[str, dict[str, str]]:
 
 
 _FIRST_INTEGER = re.compile(r"(\d[\d,]*)")
-_STATS = re.compile(r"([\d,]+) states generated, ([\d,]+) distinct states found")
+# Progress messages put a rate between the two counts: "... generated (303 s/min), 4 distinct ...".
+_STATS = re.compile(r"([\d,]+) states generated(?: \([^)]*\))?, ([\d,]+) distinct states found")
 _PROGRESS_DEPTH = re.compile(r"^Progress\((\d+)\)")
 _INVARIANT_NAME = re.compile(r"Invariant (\S+) is violated")
 _PROPERTY_NAME = re.compile(r"[Pp]roperty (\S+) is violated")
