@@ -131,7 +131,8 @@ def run_command(args: argparse.Namespace) -> int:
     def good(path: Path, label: str) -> None:
         nonlocal events, tlc_seconds
         status, verdict, message = check_one(path, args.spec_dir)
-        print(f"  {label}: {message.splitlines()[0] if status == 0 else message}", flush=True)
+        shown = message.replace(f"{path}: ", "", 1) if status == EXIT_CONFORMS else message
+        print(f"  {label}: {shown}", flush=True)
         if status != EXIT_CONFORMS:
             failures.append(f"{label}: expected to conform")
         if verdict is not None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -41,9 +42,12 @@ class SimRun:
     crashes: int = 1
     partitions: int = 1
     safety_ticks: int = 300
+    # (replica, first tick, ticks): cut one replica off from the others, besides the
+    # random faults. Long enough (over 2 * election_ticks) and a leader steps down.
+    isolate: tuple[int, int, int] | None = None
 
     def name(self) -> str:
-        return f"sim-seed{self.seed}-ops{self.ops}"
+        return f"sim-seed{self.seed}-ops{self.ops}" + ("-isolated" if self.isolate else "")
 
 
 # The corpus `make conformance` regenerates and checks: several seeds, all faults.
@@ -54,6 +58,8 @@ FAULTY_RUNS = (
     SimRun(seed=4, loss=0.05, dup=0.05),
     SimRun(seed=5, ops=120, reorder=0.2),
     SimRun(seed=6, ops=150, clients=6, crashes=2, partitions=2),
+    # The leader (replica 2 in this run) is cut off long enough to step down.
+    SimRun(seed=7, ops=100, crashes=0, partitions=0, safety_ticks=700, isolate=(2, 250, 320)),
 )
 QUICK_RUNS = (SimRun(seed=1), SimRun(seed=2, crashes=2))
 
@@ -62,7 +68,7 @@ def sim_trace(run: SimRun, path: Path) -> dict:
     """Run the simulator with ``run``'s faults and write its trace to ``path``."""
     from lowpaxos.protocols.registry import PROTOCOLS
     from lowpaxos.sim.cli import ndjson_writer, trace_meta_line
-    from lowpaxos.sim.faults import FaultPlan
+    from lowpaxos.sim.faults import FaultPlan, Partition
     from lowpaxos.sim.run import RunLimits
     from lowpaxos.sim.run import run as run_sim
     from lowpaxos.sim.simulator import SimOptions
@@ -75,6 +81,12 @@ def sim_trace(run: SimRun, path: Path) -> dict:
     plan = FaultPlan.random(random.Random(f"faults:{run.seed}"), replicas=3, window_us=safety_us,
                             tick_us=tick_us, crashes=run.crashes, partitions=run.partitions,
                             loss=run.loss, dup=run.dup, reorder=run.reorder)
+    if run.isolate is not None:
+        replica, start, ticks = run.isolate
+        others = tuple(r for r in range(3) if r != replica)
+        cut = Partition(start * tick_us, ((replica,), others), ticks * tick_us)
+        plan = dataclasses.replace(plan, partitions=tuple(sorted(
+            plan.partitions + (cut,), key=lambda p: (p.time_us, p.groups))))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as file:
         file.write(trace_meta_line("lowpaxos", config, run.seed, "sim"))
@@ -94,7 +106,7 @@ def mutant_trace(patch: Path, run: SimRun, path: Path, timeout_s: float = 300.0)
         for folder in ("impl",):
             shutil.copytree(REPO / folder, tree / folder,
                             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        applied = subprocess.run(["patch", "-p1", "--quiet", "-i", str(patch)], cwd=tree,
+        applied = subprocess.run(["patch", "-p1", "--quiet", "-i", str(patch.resolve())], cwd=tree,
                                  capture_output=True, text=True)
         if applied.returncode != 0:
             return False, f"patch does not apply: {applied.stdout}{applied.stderr}"

@@ -153,7 +153,8 @@ class Simulator:
         self._sequence = 0
         self._in_flight: dict[int, InFlight] = {}
         self._next_msg_id = 1
-        self._launched_ids: list[int] = []  # ids given to the message being sent (traces)
+        # While a traced step sends: the ids given to the message being sent.
+        self._launched_ids: list[int] | None = None
         self._digest = hashlib.sha256()
         self.events = 0
 
@@ -350,9 +351,11 @@ class Simulator:
         for target, message in effects.send:
             assert 0 <= target < self.replica_count, f"r{source} sends to unknown replica {target}"
             assert target != source, f"r{source} sends to itself"
-            self._launched_ids = []
+            if tracing:
+                self._launched_ids = []
+                sent_ids.append(self._launched_ids)
             sent.append(self._send(source, target, message))
-            sent_ids.append(self._launched_ids)
+        self._launched_ids = None
         if tracing:
             self._write_trace(replica, effects, received, sent_ids)
         for reply in effects.reply:
@@ -468,7 +471,8 @@ class Simulator:
         ids = []
         for _ in range(copies):
             msg_id = self._launch(source, target, data, name)
-            self._launched_ids.append(msg_id)
+            if self._launched_ids is not None:
+                self._launched_ids.append(msg_id)
             ids.append(str(msg_id))
         return f"{label}:m{'+m'.join(ids)}"
 

@@ -257,7 +257,11 @@ class LowPaxosReplica:
         """HandlePrepare: phase 1b, or a Reject for a ballot not above our promise."""
         if message.ballot.replica != source:
             return self._drop("not_ballot_owner")
-        if message.ballot <= self.promised:
+        if message.ballot == self.promised:
+            # A retry of the Prepare we promised: a Reject of its own ballot would tell
+            # the candidate nothing (spec/LowPaxos.tla drops it too).
+            return self._drop("duplicate_prepare")
+        if message.ballot < self.promised:
             self._drop("stale_ballot")
             effects.send.append((source, Reject(self.promised, self.commit_index)))
             self._trace(effects, "HandlePrepare", source, message)
