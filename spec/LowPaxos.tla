@@ -35,7 +35,8 @@ CONSTANTS
     Q1,             \* phase-1 (election) quorum size
     Q2,             \* phase-2 (accept) quorum size
     MaxMessages,    \* state constraint: at most this many messages in flight
-    CheckQuorumIntersection  \* TRUE except in the negative check spec/broken/
+    CheckQuorumIntersection, \* TRUE except in the negative check spec/broken/
+    LaggingCommitHint  \* a restart may recover a commit index below the one it had
 
 N == Cardinality(Replicas)
 
@@ -46,6 +47,7 @@ ASSUME MaxRound \in Nat \ {0} /\ MaxSlot \in Nat \ {0}
 ASSUME Q1 \in 2..N /\ Q2 \in 1..N
 ASSUME MaxMessages \in Nat
 ASSUME CheckQuorumIntersection \in BOOLEAN
+ASSUME LaggingCommitHint \in BOOLEAN
 \* Flexible Paxos: every phase-1 quorum meets every phase-2 quorum.
 ASSUME CheckQuorumIntersection => Q1 + Q2 > N
 
@@ -123,7 +125,7 @@ EntriesOf(r, above, upTo) ==
         s \in { t \in Slots : t > above /\ t <= upTo /\ log[r][t] # NoEntry } }
 
 \* Losing leadership or candidacy clears the volatile state of those roles.
-StepDown(r) ==
+BecomeFollower(r) ==
     /\ role' = [role EXCEPT ![r] = "follower"]
     /\ promises' = [promises EXCEPT ![r] = {}]
     /\ nextSlot' = [nextSlot EXCEPT ![r] = 0]
@@ -152,12 +154,16 @@ StartElection(r) ==
         /\ Send([type |-> "Prepare", from |-> r, bal |-> b, commitIndex |-> commitIndex[r]])
         /\ UNCHANGED <<log, commitIndex, votes>>
 
-HandlePrepare(r) == \E m \in msgs :
+\* Each handler HandleX(r) takes the step HandleXMessage(r, m) for some
+\* message m in the network; trace validation (conformance/TraceLowPaxos.tla)
+\* names the m a logged event handled, so that TLC need not try them all.
+HandlePrepareMessage(r, m) ==
+    /\ m \in msgs
     /\ m.type = "Prepare"
     /\ m.from # r
     /\ \/ /\ Greater(m.bal, promised[r])
           /\ promised' = [promised EXCEPT ![r] = m.bal]
-          /\ StepDown(r)
+          /\ BecomeFollower(r)
           /\ Send([type |-> "Promise", from |-> r, to |-> m.from, bal |-> m.bal,
                    entries |-> EntriesOf(r, m.commitIndex, MaxSlot),
                    commitIndex |-> commitIndex[r]])
@@ -166,6 +172,8 @@ HandlePrepare(r) == \E m \in msgs :
        \/ /\ Greater(promised[r], m.bal)
           /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r]])
           /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+
+HandlePrepare(r) == \E m \in msgs : HandlePrepareMessage(r, m)
 
 \* The candidate r, now holding promises from a Q1 quorum (itself included),
 \* becomes leader of ballot b. reports are the entry sets of all promises,
@@ -193,7 +201,8 @@ BecomeLeader(r, b, reports) ==
          { [type |-> "Accept", from |-> r, to |-> Replicas \ {r}, bal |-> b, slot |-> s,
             val |-> ValueAt(s), commitIndex |-> commitIndex[r]] : s \in open }
 
-HandlePromise(r) == \E m \in msgs :
+HandlePromiseMessage(r, m) ==
+    /\ m \in msgs
     /\ m.type = "Promise"
     /\ m.to = r
     /\ role[r] = "candidate"
@@ -209,31 +218,37 @@ HandlePromise(r) == \E m \in msgs :
                /\ UNCHANGED <<log, role, nextSlot, acks, msgs, votes>>
     /\ UNCHANGED <<promised, commitIndex>>
 
-HandleReject(r) == \E m \in msgs :
+HandlePromise(r) == \E m \in msgs : HandlePromiseMessage(r, m)
+
+HandleRejectMessage(r, m) ==
+    /\ m \in msgs
     /\ m.type = "Reject"
     /\ m.to = r
     /\ Greater(m.bal, promised[r])
     /\ promised' = [promised EXCEPT ![r] = m.bal]
-    /\ StepDown(r)
+    /\ BecomeFollower(r)
     /\ UNCHANGED <<log, commitIndex, msgs, votes>>
+
+HandleReject(r) == \E m \in msgs : HandleRejectMessage(r, m)
 
 -----------------------------------------------------------------------------
 (* Phase 2: the leader proposes, followers accept.                         *)
 
-Propose(r) ==
+ProposeValue(r, v, targets) ==
     /\ role[r] = "leader"
     /\ nextSlot[r] \in Slots
-    /\ \E v \in Values, targets \in ThriftyTargets(r) :
-        LET s == nextSlot[r]
-            b == promised[r]
-        IN
-        /\ log' = [log EXCEPT ![r][s] = [bal |-> b, val |-> v]]
-        /\ acks' = [acks EXCEPT ![r][s] = {r}]
-        /\ nextSlot' = [nextSlot EXCEPT ![r] = s + 1]
-        /\ votes' = votes \cup {[rep |-> r, slot |-> s, bal |-> b, val |-> v]}
-        /\ Send([type |-> "Accept", from |-> r, to |-> targets, bal |-> b, slot |-> s,
-                 val |-> v, commitIndex |-> commitIndex[r]])
+    /\ LET s == nextSlot[r]
+           b == promised[r]
+       IN
+       /\ log' = [log EXCEPT ![r][s] = [bal |-> b, val |-> v]]
+       /\ acks' = [acks EXCEPT ![r][s] = {r}]
+       /\ nextSlot' = [nextSlot EXCEPT ![r] = s + 1]
+       /\ votes' = votes \cup {[rep |-> r, slot |-> s, bal |-> b, val |-> v]}
+       /\ Send([type |-> "Accept", from |-> r, to |-> targets, bal |-> b, slot |-> s,
+                val |-> v, commitIndex |-> commitIndex[r]])
     /\ UNCHANGED <<promised, commitIndex, role, promises>>
+
+Propose(r) == \E v \in Values, targets \in ThriftyTargets(r) : ProposeValue(r, v, targets)
 
 \* An Accept not yet answered by a quorum is resent to every other replica.
 RetryAccept(r, s) ==
@@ -255,16 +270,22 @@ FollowerCommit(r, newLog, b, leaderCommit) ==
 \* The effect of accepting m at r. HandleAccept applies it only when m's
 \* ballot is at least the promised one; spec/broken/LowPaxosLowerBallot.tla
 \* applies it without that check.
+\* A slot the replica has already committed keeps its entry (the value
+\* chosen there); the replica still answers Accepted, as the implementation
+\* does, and the vote is recorded, so safety is checked with that answer.
 AcceptEffect(r, m) ==
-    LET newLog == [log[r] EXCEPT ![m.slot] = [bal |-> m.bal, val |-> m.val]] IN
+    LET newLog == IF m.slot > commitIndex[r]
+                  THEN [log[r] EXCEPT ![m.slot] = [bal |-> m.bal, val |-> m.val]]
+                  ELSE log[r] IN
     /\ promised' = [promised EXCEPT ![r] = m.bal]
     /\ log' = [log EXCEPT ![r] = newLog]
     /\ commitIndex' = [commitIndex EXCEPT ![r] = FollowerCommit(r, newLog, m.bal, m.commitIndex)]
-    /\ StepDown(r)
+    /\ BecomeFollower(r)
     /\ votes' = votes \cup {[rep |-> r, slot |-> m.slot, bal |-> m.bal, val |-> m.val]}
     /\ Send([type |-> "Accepted", from |-> r, to |-> m.from, bal |-> m.bal, slot |-> m.slot])
 
-HandleAccept(r) == \E m \in msgs :
+HandleAcceptMessage(r, m) ==
+    /\ m \in msgs
     /\ m.type = "Accept"
     /\ r \in m.to
     /\ \/ /\ GreaterEq(m.bal, promised[r])
@@ -273,14 +294,16 @@ HandleAccept(r) == \E m \in msgs :
           /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r]])
           /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
 
+HandleAccept(r) == \E m \in msgs : HandleAcceptMessage(r, m)
+
 \* A slot is chosen once a Q2 quorum (the leader included) has accepted it;
 \* the leader commits the consecutive prefix of chosen slots.
-HandleAccepted(r) == \E m \in msgs :
+HandleAcceptedMessage(r, m) ==
+    /\ m \in msgs
     /\ m.type = "Accepted"
     /\ m.to = r
     /\ role[r] = "leader"
     /\ m.bal = promised[r]
-    /\ m.from \notin acks[r][m.slot]
     /\ LET newAcks == [acks[r] EXCEPT ![m.slot] = @ \cup {m.from}] IN
        /\ acks' = [acks EXCEPT ![r] = newAcks]
        /\ commitIndex' = [commitIndex EXCEPT ![r] =
@@ -288,21 +311,28 @@ HandleAccepted(r) == \E m \in msgs :
                                     {s \in Slots : Cardinality(newAcks[s]) >= Q2})]
     /\ UNCHANGED <<promised, log, role, promises, nextSlot, msgs, votes>>
 
+HandleAccepted(r) == \E m \in msgs : HandleAcceptedMessage(r, m)
+
 SendHeartbeat(r) ==
     /\ role[r] = "leader"
     /\ Send([type |-> "Heartbeat", from |-> r, bal |-> promised[r], commitIndex |-> commitIndex[r]])
     /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
 
-\* A Heartbeat of a lower ballot is dropped (the stale leader learns of the
-\* newer ballot from the Reject of its next Accept).
-HandleHeartbeat(r) == \E m \in msgs :
+\* A Heartbeat of a lower ballot is answered with a Reject, as an Accept is.
+HandleHeartbeatMessage(r, m) ==
+    /\ m \in msgs
     /\ m.type = "Heartbeat"
     /\ m.from # r
-    /\ GreaterEq(m.bal, promised[r])
-    /\ promised' = [promised EXCEPT ![r] = m.bal]
-    /\ commitIndex' = [commitIndex EXCEPT ![r] = FollowerCommit(r, log[r], m.bal, m.commitIndex)]
-    /\ StepDown(r)
-    /\ UNCHANGED <<log, msgs, votes>>
+    /\ \/ /\ GreaterEq(m.bal, promised[r])
+          /\ promised' = [promised EXCEPT ![r] = m.bal]
+          /\ commitIndex' = [commitIndex EXCEPT ![r] = FollowerCommit(r, log[r], m.bal, m.commitIndex)]
+          /\ BecomeFollower(r)
+          /\ UNCHANGED <<log, msgs, votes>>
+       \/ /\ Greater(promised[r], m.bal)
+          /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r]])
+          /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+
+HandleHeartbeat(r) == \E m \in msgs : HandleHeartbeatMessage(r, m)
 
 -----------------------------------------------------------------------------
 (* Catch-up: a lagging replica copies committed entries from a replica    *)
@@ -310,24 +340,32 @@ HandleHeartbeat(r) == \E m \in msgs :
 (* In the implementation a replica that lags past the leader's truncation  *)
 (* point receives a snapshot instead; here the log is never truncated.     *)
 
-\* A follower asks when a Heartbeat or Accept has shown it a leader whose
-\* commit index is ahead of its own; the guard stands for that observation.
+\* A follower or candidate asks when an Accept or a Heartbeat has shown it a
+\* commit index ahead of its own. That news may be stale by the time it asks
+\* (the leader may be gone), so the guard looks at the message, not at the
+\* leader.
 RequestCatchup(r) ==
-    /\ role[r] = "follower"
-    /\ \E l \in Replicas : role[l] = "leader" /\ commitIndex[l] > commitIndex[r]
+    /\ role[r] # "leader"
+    /\ \E m \in msgs : m.type \in {"Accept", "Heartbeat"} /\ m.commitIndex > commitIndex[r]
     /\ Send([type |-> "CatchupRequest", from |-> r, commitIndex |-> commitIndex[r]])
     /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
 
 \* Any replica that has committed further serves the request (committed
 \* slots are chosen wherever they are held), the leader included.
-HandleCatchupRequest(l) == \E m \in msgs :
+HandleCatchupRequestMessage(l, m) ==
+    /\ m \in msgs
     /\ m.type = "CatchupRequest"
     /\ m.from # l
     /\ commitIndex[l] > m.commitIndex
-    /\ Send([type |-> "CatchupReply", from |-> l, to |-> m.from,
-             entries |-> EntriesOf(l, m.commitIndex, commitIndex[l]),
-             commitIndex |-> commitIndex[l]])
+    \* A reply is bounded in bytes: the committed entries from the requested
+    \* slot up to some slot upTo (at least one entry).
+    /\ \E upTo \in (m.commitIndex + 1)..commitIndex[l] :
+          Send([type |-> "CatchupReply", from |-> l, to |-> m.from,
+                entries |-> EntriesOf(l, m.commitIndex, upTo),
+                commitIndex |-> commitIndex[l]])
     /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+
+HandleCatchupRequest(l) == \E m \in msgs : HandleCatchupRequestMessage(l, m)
 
 \* Copying is learning, not voting: no Accepted is sent and no vote is cast.
 \* Where the replica already holds the same value in a higher ballot it keeps
@@ -336,31 +374,49 @@ HandleCatchupRequest(l) == \E m \in msgs :
 \* quorums, because its followers commit their entries of its ballot on its
 \* word (FollowerCommit), and an entry copied over one of its own proposals
 \* would break that word.
-HandleCatchupReply(r) == \E m \in msgs :
+HandleCatchupReplyMessage(r, m) ==
+    /\ m \in msgs
     /\ m.type = "CatchupReply"
     /\ m.to = r
     /\ role[r] # "leader"
-    /\ m.commitIndex > commitIndex[r]
-    /\ log' = [log EXCEPT ![r] =
-                 [s \in Slots |->
-                    IF s > commitIndex[r] /\ s <= m.commitIndex
-                    THEN LET e == CHOOSE x \in m.entries : x.slot = s
-                             current == log[r][s]
-                         IN IF current.val = e.val /\ Greater(current.bal, e.bal)
-                            THEN current
-                            ELSE [bal |-> e.bal, val |-> e.val]
-                    ELSE log[r][s]]]
-    /\ commitIndex' = [commitIndex EXCEPT ![r] = m.commitIndex]
+    /\ LET held == {e.slot : e \in m.entries}
+           upTo == Advance(commitIndex[r], {s \in held : s <= m.commitIndex})
+       IN
+       /\ upTo > commitIndex[r]
+       /\ log' = [log EXCEPT ![r] =
+                    [s \in Slots |->
+                       IF s > commitIndex[r] /\ s <= upTo
+                       THEN LET e == CHOOSE x \in m.entries : x.slot = s
+                                current == log[r][s]
+                            IN IF current.val = e.val /\ Greater(current.bal, e.bal)
+                               THEN current
+                               ELSE [bal |-> e.bal, val |-> e.val]
+                       ELSE log[r][s]]]
+       /\ commitIndex' = [commitIndex EXCEPT ![r] = upTo]
     /\ UNCHANGED <<promised, role, promises, nextSlot, acks, msgs, votes>>
+
+HandleCatchupReply(r) == \E m \in msgs : HandleCatchupReplyMessage(r, m)
 
 -----------------------------------------------------------------------------
 (* Faults.                                                                 *)
 
 \* A crash loses the volatile state; the replica restarts as a follower with
-\* its durable promised ballot and log and its commit index hint.
+\* its durable promised ballot and log, and with the commit index it last
+\* wrote as a hint. The implementation writes the hint lazily (with other
+\* records, or after a quiet while), so it may lag the commit index the
+\* replica had: RestartHints(r) with LaggingCommitHint.
+RestartHints(r) == IF LaggingCommitHint THEN 0..commitIndex[r] ELSE {commitIndex[r]}
+
 Crash(r) ==
-    /\ role[r] # "follower"
-    /\ StepDown(r)
+    /\ \E hint \in RestartHints(r) : commitIndex' = [commitIndex EXCEPT ![r] = hint]
+    /\ BecomeFollower(r)
+    /\ UNCHANGED <<promised, log, msgs, votes>>
+
+\* A leader that has not heard from a quorum for an election timeout stops
+\* leading (timers are not modelled: it may do so at any time).
+StepDown(r) ==
+    /\ role[r] = "leader"
+    /\ BecomeFollower(r)
     /\ UNCHANGED <<promised, log, commitIndex, msgs, votes>>
 
 LoseMessage == \E m \in msgs :
@@ -397,6 +453,7 @@ Next ==
     \/ \E l \in Replicas : HandleCatchupRequest(l)
     \/ \E r \in Replicas : HandleCatchupReply(r)
     \/ \E r \in Replicas : Crash(r)
+    \/ \E r \in Replicas : StepDown(r)
     \/ LoseMessage
 
 Spec == Init /\ [][Next]_vars
