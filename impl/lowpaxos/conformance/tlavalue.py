@@ -6,7 +6,9 @@ FALSE, model values (bare names), tuples ``<<a, b>>``, sets ``{a, b}``, records
 is 1..n prints as a tuple. This recursive-descent reader turns them into
 Python values: tuples stay tuples (index i is TLA+ index i + 1), sets become
 frozensets, records and functions dicts (``Record`` keeps records apart from
-functions). Nesting depth is bounded by the text's length.
+functions). Every loop of the reader takes at least one token per turn, and
+``take`` raises at the end of the text, so the loops and the nesting are
+bounded by the text's length.
 """
 
 from __future__ import annotations
