@@ -125,6 +125,18 @@ def test_malformed_trace_exits_2_naming_the_line(good_trace, tmp_path, capsys, c
     assert f"{broken}:6:" in error and reason in error, error
 
 
+def test_runtime_restart_is_taken_from_a_new_boot():
+    """The runtime logs no Restart: the checker puts one where a replica's boot changes
+    (the committed cluster trace stops and restarts replica 1), and the trace conforms."""
+    from lowpaxos.conformance.trace import load_trace
+
+    path = TRACES_DIR / "cluster-3-processes-restart.ndjson"
+    restarts = [e for e in load_trace(path).events if e.action == "Restart"]
+    assert [(e.replica, e.state) for e in restarts] == [(1, None)]
+    verdict = check_trace(path)
+    assert verdict.conforms, verdict.report
+
+
 def test_spec_actions_are_read_from_next():
     """Coverage counts the actions of LowPaxos's Next; the checker reads them there."""
     actions = spec_actions_of()

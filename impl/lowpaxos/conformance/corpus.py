@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -127,9 +128,14 @@ def mutant_trace(patch: Path, run: SimRun, path: Path, timeout_s: float = 300.0)
         return True, done.stderr[-500:] if done.returncode != 0 else ""
 
 
-def runtime_trace(path: Path, writes: int = 20, timeout_s: float = 60.0) -> Path:
-    """Start 3 replicas on 127.0.0.1 with tracing, write ``writes`` keys through RESP,
-    stop them, and merge their trace files into ``path``."""
+def runtime_trace(path: Path, writes: int = 20, timeout_s: float = 60.0,
+                  restart: bool = True) -> Path:
+    """Start 3 replicas on 127.0.0.1 with tracing, write ``writes`` keys through RESP
+    (with ``restart``, replica 1 is stopped after a third of them and started again
+    after two thirds), stop them, and merge their trace files into ``path``.
+
+    The stop is a SIGTERM: a SIGKILL may lose the tail of the replica's trace file,
+    and a message whose send is not in the trace can never conform."""
     from lowpaxos.conformance.trace import load_runtime_traces
     from lowpaxos.runtime.launcher import LocalCluster
 
@@ -139,7 +145,15 @@ def runtime_trace(path: Path, writes: int = 20, timeout_s: float = 60.0) -> Path
         cluster = LocalCluster(directory, 3, trace=True, lifetime_s=timeout_s + 30)
         try:
             cluster.start()
-            _resp_writes(cluster, writes, deadline)
+            if restart:
+                third = max(1, writes // 3)
+                _resp_writes(cluster, range(0, third), deadline)
+                cluster.kill_replica(1, signal.SIGTERM)
+                _resp_writes(cluster, range(third, 2 * third), deadline)
+                cluster.start_replica(1)
+                _resp_writes(cluster, range(2 * third, writes), deadline)
+            else:
+                _resp_writes(cluster, range(writes), deadline)
             time.sleep(0.3)  # let the last heartbeats carry the commit point to followers
         finally:
             cluster.stop()
@@ -149,8 +163,9 @@ def runtime_trace(path: Path, writes: int = 20, timeout_s: float = 60.0) -> Path
         return load_runtime_traces(files, path)
 
 
-def _resp_writes(cluster, writes: int, deadline: float) -> None:
-    """SET k_i v_i through RESP, following MOVED-style redirects by trying each replica."""
+def _resp_writes(cluster, keys: range, deadline: float) -> None:
+    """SET k_i v_i through RESP for i in ``keys``, trying the replicas in turn until one
+    (the leader) answers OK."""
     import socket
 
     def command(port: int, *parts: bytes) -> bytes:
@@ -159,7 +174,7 @@ def _resp_writes(cluster, writes: int, deadline: float) -> None:
             sock.sendall(payload)
             return sock.recv(4096)
 
-    for index in range(writes):
+    for index in keys:
         for _attempt in range(200):  # bounded: ~10 s per write at most
             if time.monotonic() > deadline:
                 raise RuntimeError("the cluster did not take the writes in time")

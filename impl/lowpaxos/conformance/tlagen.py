@@ -194,7 +194,8 @@ def _owner(events: list[Event], message: dict, target: int) -> Event | None:
 def plan_steps(trace: Trace) -> list[PlannedEvent]:
     """Decide, for every line, the spec action, which state to check and which sends."""
     events = trace.events
-    plans = [PlannedEvent(e, SPEC_ACTION[e.action], e.action not in ("Crash", "BecomeLeader"), e, [])
+    plans = [PlannedEvent(e, SPEC_ACTION[e.action],
+                          e.action not in ("Crash", "BecomeLeader") and e.state is not None, e, [])
              for e in events]
     for index, event in enumerate(events):
         if event.action == "HandleSnapshot":

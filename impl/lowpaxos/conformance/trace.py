@@ -284,7 +284,27 @@ def load_trace(path: str | Path, replicas: int | None = None, q1: int | None = N
     if not parsed:
         _fail(path, max(1, len(lines) - 1), "the trace has no events")
     events = [parse_event(path, number, obj, n) for number, obj in parsed]
-    return Trace(path=path, events=events, replicas=n, q1=quorum1, q2=quorum2, meta=meta)
+    return Trace(path=path, events=with_restarts(events), replicas=n, q1=quorum1, q2=quorum2,
+                 meta=meta)
+
+
+def with_restarts(events: list[Event]) -> list[Event]:
+    """Runtime traces have no Restart line: a replica's new incarnation shows only as a
+    new ``boot``. Put a Restart before the first event of each later incarnation, with
+    no state (the restarted state is not logged; the spec chooses the commit hint and
+    the next event of that replica pins it)."""
+    result: list[Event] = []
+    boots: dict[int, object] = {}
+    for event in events:
+        boot = event.raw.get("boot")
+        if boot is not None:
+            previous = boots.get(event.replica)
+            if previous is not None and previous != boot:
+                result.append(Event(line=event.line, action="Restart", replica=event.replica,
+                                    state=None, raw={"action": "Restart", "synthetic": True}))
+            boots[event.replica] = boot
+        result.append(event)
+    return result
 
 
 def load_runtime_traces(paths: list[Path], out: Path) -> Path:
