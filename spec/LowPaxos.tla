@@ -248,7 +248,11 @@ ProposeValue(r, v, targets) ==
                 val |-> v, commitIndex |-> commitIndex[r]])
     /\ UNCHANGED <<promised, commitIndex, role, promises>>
 
-Propose(r) == \E v \in Values, targets \in ThriftyTargets(r) : ProposeValue(r, v, targets)
+\* The role guard is repeated here so that Propose's body is a conjunction:
+\* TLC then names the step Propose in its traces, not ProposeValue.
+Propose(r) ==
+    /\ role[r] = "leader"
+    /\ \E v \in Values, targets \in ThriftyTargets(r) : ProposeValue(r, v, targets)
 
 \* An Accept not yet answered by a quorum is resent to every other replica.
 RetryAccept(r, s) ==
