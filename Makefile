@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test run run-sim fuzz mutants bench bench-sim check-spec check-spec-deep redis-tools java clean
+.PHONY: venv test run run-sim fuzz mutants bench bench-sim check-spec check-spec-deep conformance bench-conformance redis-tools java clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ check-spec: $(STAMP) java
 
 check-spec-deep: $(STAMP) java
 	$(PY) -m lowpaxos.tla check --deep
+
+# Trace validation against spec/LowPaxos.tla: simulator runs with faults, traces/,
+# traces/bad/ (each rejected at its line), a real 3-process cluster; coverage and events/s.
+conformance: $(STAMP) java
+	$(PY) -m lowpaxos.cli conformance run
+
+bench-conformance: $(STAMP) java
+	$(PY) -m lowpaxos.cli conformance bench
 
 mutants: $(STAMP)
 	$(PY) tests/mutants/run.py
