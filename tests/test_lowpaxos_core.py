@@ -510,3 +510,24 @@ def test_catchup_keeps_the_higher_ballot_of_the_same_value():
     follower.on_message(0, CatchupReply(Ballot(1, 0), (Entry(1, Ballot(1, 0), batch),), 1))
     assert follower.commit_index == 1
     assert follower.log[1].ballot == high
+
+
+def test_retried_prepare_gets_the_same_promise_again():
+    """[1] A candidate whose Promise was lost retries its Prepare; the acceptor answers
+    with the very same Promise (a duplicate, not a new promise), and the candidate leads."""
+    cluster = Cluster(3)
+    core = cluster.cores[0]
+    for peer in cluster.cores[1:]:
+        peer.election_deadline = 10**6
+    cluster.carry_out(0, _start(core))
+    prepares = cluster.take(Prepare)
+    source, target, prepare = prepares[0]
+    cluster.carry_out(target, cluster.cores[target].on_message(source, prepare))
+    first = cluster.take(Promise)
+    assert len(first) == 1  # lost: never delivered
+    cluster.drop_all()
+    cluster.carry_out(target, cluster.cores[target].on_message(source, prepare))
+    again = cluster.take(Promise)
+    assert [m for _, _, m in again] == [first[0][2]]
+    cluster.carry_out(0, core.on_message(target, again[0][2]))
+    assert core.role is Role.LEADER

@@ -181,6 +181,8 @@ class LowPaxosReplica:
         self.peer_sent_tick: dict[int, int] = {}
         # Follower catch-up.
         self.catchup_sent_tick: int | None = None
+        # The last Promise sent, resent as is when its Prepare is retried.
+        self.last_promise: tuple[int, Promise] | None = None
 
         self.check_invariants()
 
@@ -258,9 +260,14 @@ class LowPaxosReplica:
         if message.ballot.replica != source:
             return self._drop("not_ballot_owner")
         if message.ballot == self.promised:
-            # A retry of the Prepare we promised: a Reject of its own ballot would tell
-            # the candidate nothing (spec/LowPaxos.tla drops it too).
-            return self._drop("duplicate_prepare")
+            # A retry of the Prepare we promised: our Promise was probably lost. Send the
+            # very same Promise again. To the spec this is a duplicate of a message that is
+            # already in the network, so it is not a new action and is not traced.
+            self._drop("duplicate_prepare")
+            if self.last_promise is not None and self.last_promise[0] == source \
+                    and self.last_promise[1].ballot == message.ballot:
+                effects.send.append((source, self.last_promise[1]))
+            return
         if message.ballot < self.promised:
             self._drop("stale_ballot")
             effects.send.append((source, Reject(self.promised, self.commit_index)))
@@ -283,6 +290,7 @@ class LowPaxosReplica:
         self.leader_hint = None
         self.election_deadline = self.now + self._election_timeout()
         reply = Promise(message.ballot, self._entries_above(message.commit_index), self.commit_index)
+        self.last_promise = (source, reply)
         effects.send.append((source, reply))
         self._trace(effects, "HandlePrepare", source, message)
 
