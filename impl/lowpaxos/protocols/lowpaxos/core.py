@@ -51,7 +51,6 @@ from lowpaxos.kvs import KeyValueStore, valid_command
 from lowpaxos.protocols.lowpaxos.config import LowPaxosConfig
 from lowpaxos.protocols.lowpaxos.durable import DurableState
 from lowpaxos.protocols.lowpaxos.messages import (
-    BALLOT_ZERO,
     Accept,
     Accepted,
     Ballot,
@@ -936,8 +935,4 @@ def describe_message(message: object) -> dict:
     return fields
 
 
-def initial_durable() -> DurableState:
-    return DurableState()
-
-
-__all__ = ["LowPaxosReplica", "Role", "TRANSITIONS", "batch_id", "BALLOT_ZERO"]
+__all__ = ["LowPaxosReplica", "Role", "TRANSITIONS", "batch_id", "describe_message"]
