@@ -8,6 +8,8 @@ prints the program of rules that reproduces it.
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -110,7 +112,7 @@ class LowPaxosCluster(RuleBasedStateMachine):
         sim = self.sim
         sim.end_faults()
         # Stop issuing new work: the clients finish what is outstanding.
-        sim.options = SimOptions(**{**_options_dict(sim.options), "ops": sim.ops_issued})
+        sim.options = dataclasses.replace(sim.options, ops=sim.ops_issued)
         finished = sim.run_until_quiet(sim.now_us + LIVENESS_US_MAX, events_max=3_000_000,
                                        wall_s_max=120)
         assert finished, "clients did not finish on a healed network"
@@ -126,10 +128,6 @@ class LowPaxosCluster(RuleBasedStateMachine):
         ]
         verdict = check_history(history, time_limit_s=60)
         assert verdict.linearizable is True, verdict.explanation
-
-
-def _options_dict(options: SimOptions) -> dict:
-    return {name: getattr(options, name) for name in options.__dataclass_fields__}
 
 
 TestLowPaxosCluster = LowPaxosCluster.TestCase
