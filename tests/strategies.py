@@ -30,7 +30,14 @@ ballots = st.builds(
 @st.composite
 def commands(draw) -> Command:
     op = draw(st.sampled_from(OPS))
-    value = draw(values) if op == "put" else draw(optional_values)
+    value = draw(values) if op in ("put", "append") else draw(optional_values)
+    pairs = keys_of = ()
+    if op == "mset":
+        pairs = tuple(draw(st.lists(st.tuples(keys, values), min_size=1, max_size=3)))
+    if op == "mget":
+        keys_of = tuple(draw(st.lists(keys, min_size=1, max_size=3)))
+    if op == "scan":
+        keys_of = tuple(draw(st.lists(keys, max_size=1)))
     return Command(
         client_id=draw(session_ids),
         request_id=draw(session_ids),
@@ -38,12 +45,20 @@ def commands(draw) -> Command:
         key=draw(keys),
         value=value,
         expected=draw(optional_values),
+        pairs=pairs,
+        keys=keys_of,
+        count=draw(st.integers(0, 1000)) if op == "scan" else 0,
     )
 
 
 batches = st.lists(commands(), max_size=4).map(tuple)
 entries = st.builds(lp.Entry, slot=slots, ballot=ballots, batch=batches)
 entry_tuples = st.lists(entries, max_size=4).map(tuple)
+
+row_kinds = st.integers(0, 1)
+splits = st.none() | st.tuples(row_kinds, keys)
+cursors = st.none() | st.tuples(st.integers(0, 1), row_kinds, st.none() | keys)
+rows = st.tuples(row_kinds, keys, optional_values, st.integers(-1, 1000))
 
 lowpaxos_messages = st.one_of(
     st.builds(lp.Prepare, ballot=ballots, commit_index=slots),
@@ -62,7 +77,11 @@ lowpaxos_messages = st.one_of(
     st.builds(lp.HeartbeatReply, ballot=ballots, commit_index=slots),
     st.builds(lp.CatchupRequest, ballot=ballots, from_slot=slots),
     st.builds(lp.CatchupReply, ballot=ballots, entries=entry_tuples, commit_index=slots),
-    st.builds(lp.Snapshot, ballot=ballots, index=slots, state=st.binary(max_size=64)),
+    st.builds(lp.SnapshotRequest, ballot=ballots, image_index=small_slots, base=small_slots,
+              split=splits, cursor=cursors, credits=st.integers(1, 1024)),
+    st.builds(lp.SnapshotChunk, ballot=ballots, image_index=small_slots,
+              digest=st.integers(0, (1 << 128) - 1), base=small_slots, split=splits,
+              cursor=cursors, next_cursor=cursors, rows=st.lists(rows, max_size=4).map(tuple)),
 )
 
 client_requests = st.builds(ClientRequest, command=commands())
@@ -71,7 +90,8 @@ client_replies = st.builds(
     client_id=session_ids,
     request_id=session_ids,
     status=st.sampled_from(list(ReplyStatus)),
-    result=st.none() | st.booleans() | values,
+    result=st.none() | st.booleans() | values | st.integers(-5, 5)
+    | st.lists(st.none() | values, max_size=3),
     leader_hint=st.none() | replica_ids,
 )
 

@@ -98,7 +98,7 @@ def test_unknown_type_tag():
         [16, 1, 1],  # ballot not nested
         [16, [1, 300], 1],  # replica id out of range
         [18, [1, 0], -3, [], 0, 0],  # negative slot
-        [18, [1, 0], 3, [[1, 2, 9, "k", None, None]], 0, 0],  # unknown op code
+        [18, [1, 0], 3, [[1, 2, 99, "k", None, None]], 0, 0],  # unknown op code
         [18, [1, 0], 3, [[1, 2, 1, "k", None, None]], 0, 0],  # put without a value
         [18, [1, 0], 3, [[1, 2, 0, "k", "v", None]], 0, 0],  # str where bytes go
         [18, [1, 0], 3, [1, 2, 0, "k", None, None], 0, 0],  # command not nested in a batch

@@ -4,7 +4,6 @@ requests, from members and strangers, leave every replica's invariants intact.""
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lowpaxos.core.api import ClientRequest
-from lowpaxos.kvs import KeyValueStore
 
 from tests import strategies
 from tests.harness import Cluster
@@ -31,12 +30,3 @@ def test_random_messages_keep_invariants(inputs):
     cluster.tick_all(5)  # the cluster keeps working (or keeps failing safely) afterwards
     for core in cluster.cores:
         core.check_invariants()
-
-
-@given(st.binary(max_size=200))
-def test_random_snapshot_bytes_are_refused_cleanly(data):
-    """KeyValueStore.restore takes only its own snapshots; anything else is a ValueError."""
-    try:
-        KeyValueStore.restore(data)
-    except ValueError:
-        pass

@@ -40,7 +40,7 @@ class EchoCore:
     def _apply(self, entry: Entry) -> None:
         self.log[entry.slot] = entry
         for command in entry.batch:
-            self.kvs.apply(command)
+            self.kvs.apply(command, entry.slot)
 
     def on_tick(self) -> Effects:
         self.ticks += 1
@@ -54,7 +54,7 @@ class EchoCore:
         slot = len(self.log) + 1
         entry = Entry(slot, BALLOT, (command,))
         self._apply(entry)
-        result = self.kvs.sessions[command.client_id][1]
+        result = self.kvs.session_result(command.client_id, command.request_id)[1]
         return Effects(
             persist=[SaveEntries((entry,))],
             send=[(peer, Accept(BALLOT, slot, entry.batch, slot, 0))

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import msgpack
 
 from lowpaxos.core.api import OPS, ClientReply, ClientRequest, Command, ReplyStatus
+from lowpaxos.kvs import MGET_KEYS_MAX, MSET_PAIRS_MAX, SCAN_COUNT_MAX, valid_command
 from lowpaxos.protocols.lowpaxos import messages as lp
 
 # A datagram-sized protocol needs far less; this bounds what a hostile peer can
@@ -230,15 +231,18 @@ class Struct(Kind):
 
     ``check`` (optional) returns why a decoded value is not well formed, or None;
     it sees the built value so cross-field rules (put carries a value) live here.
+    ``optional_tail`` trailing fields may be left off the wire while they hold their
+    defaults (fields added later cost no bytes where they are not used).
     """
 
-    __slots__ = ("cls", "names", "kinds", "check")
+    __slots__ = ("cls", "names", "kinds", "check", "optional_tail", "defaults")
 
     def __init__(
         self,
         cls: type,
         fields: Sequence[tuple[str, Kind]],
         check: Callable[[Any], str | None] | None = None,
+        optional_tail: int = 0,
     ) -> None:
         names = tuple(name for name, _ in fields)
         declared = _field_names(cls)
@@ -247,6 +251,12 @@ class Struct(Kind):
         self.names = names
         self.kinds = tuple(kind for _, kind in fields)
         self.check = check
+        self.optional_tail = optional_tail
+        self.defaults = ()
+        if optional_tail:
+            by_name = {f.name: f.default for f in dataclasses.fields(cls)}
+            self.defaults = tuple(by_name[name] for name in names[-optional_tail:])
+            assert dataclasses.MISSING not in self.defaults, "optional fields have defaults"
 
     def to_wire(self, value: Any) -> list:
         if type(value) is not self.cls:
@@ -255,12 +265,20 @@ class Struct(Kind):
             why = self.check(value)
             if why is not None:
                 raise _Invalid(f"{self.cls.__name__}: {why}")
-        return [kind.to_wire(getattr(value, name)) for name, kind in zip(self.names, self.kinds)]
+        wire = [kind.to_wire(getattr(value, name)) for name, kind in zip(self.names, self.kinds)]
+        if self.optional_tail:
+            count = len(self.names)
+            required = count - self.optional_tail
+            while count > required and getattr(value, self.names[count - 1]) == \
+                    self.defaults[count - 1 - required]:
+                count -= 1
+            del wire[count:]
+        return wire
 
     def from_wire(self, raw: Any) -> Any:
         if type(raw) is not list:
             raise _Invalid(f"{self.cls.__name__}: expected array, got {type(raw).__name__}")
-        if len(raw) != len(self.kinds):
+        if not len(self.kinds) - self.optional_tail <= len(raw) <= len(self.kinds):
             raise _Invalid(f"{self.cls.__name__}: {len(raw)} fields, expected {len(self.kinds)}")
         value = self.cls(*[kind.from_wire(item) for kind, item in zip(self.kinds, raw)])
         if self.check is not None:
@@ -301,10 +319,51 @@ class OpCode(Kind):
 
 
 def _command_problem(command: Command) -> str | None:
-    # The KVS asserts a put carries a value, so the wire must never deliver one without.
-    if command.op == "put" and command.value is None:
-        return "put without a value"
-    return None
+    # The KVS asserts a put carries a value, so the wire must never deliver one without;
+    # every other shape rule is the KVS's own (valid_command).
+    if command.op in ("put", "append") and command.value is None:
+        return f"{command.op} without a value"
+    return valid_command(command)
+
+
+class ListOf(Kind):
+    """A list of ``inner`` values, at most ``items_max`` long (client results)."""
+
+    __slots__ = ("inner", "items_max")
+
+    def __init__(self, inner: Kind, items_max: int = ITEMS_MAX) -> None:
+        self.inner = inner
+        self.items_max = items_max
+
+    def _check(self, value: Any) -> list:
+        if type(value) is not list:
+            raise _Invalid(f"expected list, got {type(value).__name__}")
+        if len(value) > self.items_max:
+            raise _Invalid(f"{len(value)} items, max {self.items_max}")
+        return value
+
+    def to_wire(self, value: Any) -> list:
+        return [self.inner.to_wire(item) for item in self._check(value)]
+
+    def from_wire(self, raw: Any) -> list:
+        return [self.inner.from_wire(item) for item in self._check(raw)]
+
+
+class Pair(Kind):
+    """A (str, bytes) pair as a two-element array (mset)."""
+
+    def to_wire(self, value: Any) -> list:
+        if type(value) is not tuple or len(value) != 2:
+            raise _Invalid("expected a (key, value) pair")
+        return [KEY.to_wire(value[0]), Bytes().to_wire(value[1])]
+
+    def from_wire(self, raw: Any) -> tuple:
+        if type(raw) is not list or len(raw) != 2:
+            raise _Invalid("expected a [key, value] array")
+        return (KEY.from_wire(raw[0]), Bytes().from_wire(raw[1]))
+
+
+KEY = Str()
 
 
 BALLOT = Struct(lp.Ballot, [("round", UINT), ("replica", Int(-1, REPLICA_ID_MAX))])
@@ -317,13 +376,21 @@ COMMAND = Struct(
         ("key", Str()),
         ("value", Optional(Bytes())),
         ("expected", Optional(Bytes())),
+        ("pairs", TupleOf(Pair(), MSET_PAIRS_MAX)),
+        ("keys", TupleOf(KEY, MGET_KEYS_MAX)),
+        ("count", Int(0, SCAN_COUNT_MAX)),
     ],
     check=_command_problem,
+    optional_tail=3,
 )
 BATCH = TupleOf(COMMAND)
 ENTRY = Struct(lp.Entry, [("slot", SLOT), ("ballot", BALLOT), ("batch", BATCH)])
 ENTRIES = TupleOf(ENTRY)
-RESULT = OneOf((bytes, Bytes()), (bool, Bool()), (type(None), NoneKind()))
+# A result: bytes, bool, int, nil, or a list of those (mget; scan's [next, [keys]]).
+_SCALAR = ((bytes, Bytes()), (bool, Bool()), (int, Int(-INT64_MAX - 1, INT64_MAX)),
+           (type(None), NoneKind()))
+_ITEM = OneOf(*_SCALAR, (list, ListOf(OneOf(*_SCALAR))))
+RESULT = OneOf(*_SCALAR, (list, ListOf(_ITEM)))
 # Codes are fixed here, not taken from declaration order, so reordering the Enum
 # cannot silently change the wire format.
 REPLY_STATUS = EnumCode(
@@ -391,7 +458,57 @@ register_message(23, lp.CatchupRequest, [("ballot", BALLOT), ("from_slot", SLOT)
 register_message(
     24, lp.CatchupReply, [("ballot", BALLOT), ("entries", ENTRIES), ("commit_index", SLOT)]
 )
-register_message(25, lp.Snapshot, [("ballot", BALLOT), ("index", SLOT), ("state", Bytes())])
+class FixedTuple(Kind):
+    """A tuple of exactly ``len(kinds)`` values, one per kind (a msgpack array)."""
+
+    __slots__ = ("kinds",)
+
+    def __init__(self, *kinds: Kind) -> None:
+        self.kinds = kinds
+
+    def to_wire(self, value: Any) -> list:
+        if type(value) is not tuple or len(value) != len(self.kinds):
+            raise _Invalid(f"expected a {len(self.kinds)}-tuple")
+        return [kind.to_wire(item) for kind, item in zip(self.kinds, value)]
+
+    def from_wire(self, raw: Any) -> tuple:
+        if type(raw) is not list or len(raw) != len(self.kinds):
+            raise _Invalid(f"expected a {len(self.kinds)}-array")
+        return tuple(kind.from_wire(item) for kind, item in zip(self.kinds, raw))
+
+
+class Digest(Kind):
+    """A 128-bit digest (kvs.DIGEST_MODULUS) as 16 bytes: msgpack ints stop at 64 bits."""
+
+    def to_wire(self, value: Any) -> bytes:
+        if type(value) is not int or not 0 <= value < 1 << 128:
+            raise _Invalid("a digest is an int in [0, 2**128)")
+        return value.to_bytes(16, "big")
+
+    def from_wire(self, raw: Any) -> int:
+        if type(raw) is not bytes or len(raw) != 16:
+            raise _Invalid("a digest is 16 bytes")
+        return int.from_bytes(raw, "big")
+
+
+ROW_KIND = Int(0, 1)
+VERSION = Int(-1, INT64_MAX)
+# (phase, kind, key or None): see kvs.Cursor; (kind, key): a split point.
+CURSOR = Optional(FixedTuple(Int(0, 1), ROW_KIND, Optional(KEY)))
+SPLIT = Optional(FixedTuple(ROW_KIND, KEY))
+ROW = FixedTuple(ROW_KIND, KEY, Optional(Bytes()), VERSION)
+register_message(
+    25,
+    lp.SnapshotRequest,
+    [("ballot", BALLOT), ("image_index", SLOT), ("base", SLOT), ("split", SPLIT),
+     ("cursor", CURSOR), ("credits", Int(1, 1024))],
+)
+register_message(
+    26,
+    lp.SnapshotChunk,
+    [("ballot", BALLOT), ("image_index", SLOT), ("digest", Digest()), ("base", SLOT),
+     ("split", SPLIT), ("cursor", CURSOR), ("next_cursor", CURSOR), ("rows", TupleOf(ROW))],
+)
 
 assert all(cls in _TAG_BY_CLASS for cls in lp.MESSAGE_TYPES), "every LowPaxos message has a tag"
 

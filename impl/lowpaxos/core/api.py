@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 # Operations the key-value store understands.
-OPS = ("get", "put", "delete", "cas")
+# Codes on the wire are positions in this tuple: append, never reorder.
+OPS = ("get", "put", "delete", "cas", "getdel", "append", "strlen", "mset", "mget", "dbsize",
+       "scan")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +38,11 @@ class Command:
     """One client operation on the KVS.
 
     ``(client_id, request_id)`` names the operation for at-most-once execution
-    (VR Revisited §4, the client table). ``value`` is the new value for put and
-    cas; ``expected`` is the value cas compares against (None: key absent).
+    (VR Revisited §4, the client table). ``value`` is the new value for put,
+    append and cas, and the MATCH glob of scan; ``expected`` is the value cas
+    compares against (None: key absent). ``pairs`` are mset's (key, value) pairs,
+    ``keys`` mget's keys or the one key scan continues after, ``count`` scan's
+    COUNT. Multi-key commands are one command in the log, so they are atomic.
     """
 
     client_id: int
@@ -46,6 +51,9 @@ class Command:
     key: str
     value: bytes | None = None
     expected: bytes | None = None
+    pairs: tuple[tuple[str, bytes], ...] = ()
+    keys: tuple[str, ...] = ()
+    count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +75,15 @@ class ClientReply:
     """A replica's answer to one client request.
 
     ``result``: get -> the value or None; put -> None; delete -> True if the key
-    existed; cas -> True if the value was swapped.
+    existed; cas -> True if the value was swapped; getdel -> the old value;
+    append and strlen -> the length (int); mset -> None; mget -> a list of
+    values or None; dbsize -> int; scan -> [next key or None, [keys]].
     """
 
     client_id: int
     request_id: int
     status: ReplyStatus
-    result: bytes | bool | None = None
+    result: bytes | bool | int | list | None = None
     leader_hint: int | None = None
 
 

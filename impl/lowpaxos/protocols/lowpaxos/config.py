@@ -33,11 +33,25 @@ class LowPaxosConfig:
     catchup_bytes_max: int = 1200
     # The commit point is written as a hint with other records, or alone after this long.
     commit_hint_ticks: int = 50
-    # Snapshot and drop log slots once this many applied slots are held.
+    # Cut the log in steps of this many applied slots (the KVS rows are persisted anyway).
     snapshot_slots: int = 64
     # Hold at most this many slots in memory even when a replica is down; the slow
-    # replica then receives a snapshot.
+    # replica then receives the state by transfer.
     log_slots_max: int = 512
+    # State transfer: chunks per request (the window), bytes of rows per chunk (one
+    # datagram), rows one chunk may examine, open images served at once, how long an
+    # image serves before a request opens a newer one, when an unused one is closed,
+    # and silent retries before the receiver asks another replica.
+    transfer_window: int = 16
+    transfer_chunk_bytes: int = 1100
+    transfer_scan_rows_max: int = 4096
+    images_max: int = 2
+    image_reuse_ticks: int = 50
+    image_idle_ticks: int = 500
+    transfer_retries_per_source: int = 5
+    # Tombstones of deleted keys are kept this many slots, so that an interrupted
+    # transfer can resume from a newer image with only the rows changed since.
+    tombstone_slots: int = 4096
 
     @property
     def quorum_phase1(self) -> int:
@@ -61,13 +75,18 @@ class LowPaxosConfig:
             )
         for name in ("heartbeat_ticks", "election_ticks", "accept_retry_ticks",
                      "prepare_retry_ticks", "catchup_retry_ticks", "window_slots",
-                     "snapshot_slots"):
+                     "snapshot_slots", "transfer_window", "transfer_scan_rows_max", "images_max",
+                     "image_reuse_ticks", "image_idle_ticks", "transfer_retries_per_source"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.heartbeat_ticks >= self.election_ticks:
             raise ConfigError("heartbeat_ticks must be below election_ticks")
         if self.log_slots_max < self.snapshot_slots + self.window_slots:
             raise ConfigError("log_slots_max must hold snapshot_slots + window_slots")
-        if self.batch_bytes_max < 64 or self.catchup_bytes_max < 64:
-            raise ConfigError("batch_bytes_max and catchup_bytes_max must be at least 64")
+        if self.batch_bytes_max < 64 or self.catchup_bytes_max < 64 or \
+                self.transfer_chunk_bytes < 64:
+            raise ConfigError("batch_bytes_max, catchup_bytes_max and transfer_chunk_bytes "
+                              "must be at least 64")
+        if self.tombstone_slots < 0:
+            raise ConfigError("tombstone_slots must not be negative")
         return self

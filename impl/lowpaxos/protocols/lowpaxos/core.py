@@ -22,9 +22,19 @@ What LowPaxos adds for weak hardware and poor links:
   next Accept or Heartbeat. A follower learns a slot is committed only when its
   own entry for it carries the leader's ballot; anything else it fetches.
 * Catch-up in bounded chunks, from any replica that has the slots committed.
-* Bounded memory: slots every replica has applied are dropped after a KVS
-  snapshot; past ``log_slots_max`` the log is cut anyway and a replica behind
-  the cut receives the snapshot.
+* Bounded memory: the KVS rows are persisted with the log records (SaveRows),
+  so slots every replica has applied can be dropped; past ``log_slots_max`` the
+  log is cut anyway and a replica behind the cut receives the state in chunks
+  (state transfer below), however large the store.
+
+State transfer: a replica behind the cut pulls a point-in-time image of the
+KVS rows from any replica, a window of chunks per request, each chunk one
+datagram. It stages the rows (durably, so a crash resumes where it was),
+verifies the whole staged state against the image's digest, and installs it
+atomically (SaveInstall). Lost chunks are asked for again from the cursor. When
+the serving replica no longer has the image (it crashed, or the receiver asks
+another replica), the receiver keeps what it staged and takes from a newer image
+only the rows changed since (kvs.read_chunk).
 
 Handlers are named after the TLA+ actions of spec/LowPaxos.tla (snake_case
 here, CamelCase in the spec and in trace events). Each handler first filters
@@ -47,7 +57,7 @@ from lowpaxos.core.api import (
     Effects,
     ReplyStatus,
 )
-from lowpaxos.kvs import KeyValueStore, valid_command
+from lowpaxos.kvs import KeyValueStore, StateImage, read_chunk, valid_command, write_row
 from lowpaxos.protocols.lowpaxos.config import LowPaxosConfig
 from lowpaxos.protocols.lowpaxos.durable import DurableState
 from lowpaxos.protocols.lowpaxos.messages import (
@@ -65,9 +75,14 @@ from lowpaxos.protocols.lowpaxos.messages import (
     Reject,
     SaveCommit,
     SaveEntries,
+    SaveInstall,
     SavePromise,
-    SaveSnapshot,
-    Snapshot,
+    SaveRows,
+    SaveStaged,
+    SaveTruncate,
+    SnapshotChunk,
+    SnapshotRequest,
+    Transfer,
 )
 
 
@@ -136,26 +151,34 @@ class LowPaxosReplica:
         self.promised: Ballot = durable.promised
         self.log: dict[int, Entry] = dict(durable.entries)
         self.log_start = durable.log_start
-        self.snapshot_index = durable.snapshot_index
-        self.snapshot_state = durable.snapshot_state
 
-        # The state machine: restored from the snapshot, then every committed slot replayed.
-        if durable.snapshot_state is not None:
-            self.kvs = KeyValueStore.restore(durable.snapshot_state)
-        else:
-            assert durable.snapshot_index == 0, "a snapshot index has its state"
-            self.kvs = KeyValueStore()
-        self.commit_index = self.snapshot_index
-        self.applied_index = self.snapshot_index
+        # The state machine: the stored rows as of their index, then every committed
+        # slot above it replayed from the log.
+        self.kvs = KeyValueStore(durable.open_store())
+        store_index = self.kvs.rows.index
+        assert self.log_start <= store_index, "the log is cut only below the stored rows"
+        self.commit_index = store_index
+        self.applied_index = store_index
+        self.rows_persisted_index = store_index
         self.commit_persisted = durable.commit_index
         self.commit_persisted_tick = 0
-        for slot in range(self.snapshot_index + 1, durable.commit_index + 1):
+        for slot in range(store_index + 1, durable.commit_index + 1):
             assert slot in self.log, "a persisted commit point covers persisted entries"
             self.commit_index = slot
         for slot in range(self.applied_index + 1, self.commit_index + 1):
             for command in self.log[slot].batch:
-                self.kvs.apply(command)
+                self.kvs.apply(command, slot)
             self.applied_index = slot
+
+        # State transfer, receiving side: the staged rows and where the transfer stands.
+        self.staging = durable.open_staging()
+        self.transfer: Transfer | None = durable.transfer
+        self.transfer_buffer: dict[tuple | None, SnapshotChunk] = {}
+        self.transfer_credits = 0  # chunks asked for and not yet taken
+        self.transfer_heard_tick = 0
+        self.transfer_retries = 0
+        # Serving side: open point-in-time images by index, with the tick each was last used.
+        self.images: dict[int, tuple[StateImage, int]] = {}
 
         # Volatile state.
         self.role = Role.FOLLOWER
@@ -206,6 +229,12 @@ class LowPaxosReplica:
             ):
                 self.catchup_sent_tick = None
                 self._maybe_request_catchup(effects)
+            if (
+                self.transfer is not None
+                and self.now - self.transfer_heard_tick >= self.config.catchup_retry_ticks
+            ):
+                self._retry_transfer(effects)
+        self._close_idle_images()
         self._finish_step(effects)
         return effects
 
@@ -643,6 +672,7 @@ class LowPaxosReplica:
             and self.leader_hint is not None
             and self.commit_index < self.leader_commit_seen
             and self.catchup_sent_tick is None
+            and self.transfer is None
         ):
             self._request_catchup(self.leader_hint, effects)
 
@@ -658,10 +688,9 @@ class LowPaxosReplica:
         if message.from_slot < 1 or message.from_slot > self.commit_index:
             return self._drop("nothing_to_send")
         if message.from_slot <= self.log_start:
-            assert self.snapshot_state is not None, "a cut log has a snapshot"
-            effects.send.append(
-                (source, Snapshot(self.promised, self.snapshot_index, self.snapshot_state))
-            )
+            # The slots asked for are cut: start a state transfer (a fresh, full stream).
+            self._serve_transfer(source, SnapshotRequest(self.promised, 0, 0, None, None,
+                                                         self.config.transfer_window), effects)
             self._trace(effects, "HandleCatchupRequest", source, message)
             return
         entries = []
@@ -710,28 +739,213 @@ class LowPaxosReplica:
         if self.commit_index < self.leader_commit_seen:
             self._request_catchup(source, effects)
 
-    def handle_snapshot(self, source: int, message: Snapshot, effects: Effects) -> None:
-        """HandleSnapshot: install a snapshot past our commit point."""
+    # ------------------------------------------------------- state transfer
+
+    def handle_snapshot_request(self, source: int, message: SnapshotRequest,
+                                effects: Effects) -> None:
+        """HandleSnapshotRequest: send the next chunks of a transfer stream."""
+        if not 1 <= message.credits <= self.config.transfer_window:
+            return self._drop("bad_credits")
+        self._serve_transfer(source, message, effects)
+
+    def _serve_transfer(self, source: int, request: SnapshotRequest, effects: Effects) -> None:
+        image = self._image(request.image_index)
+        cursor = request.cursor
+        base, split = request.base, request.split
+        if image.index != request.image_index:
+            # Not the image asked for: a newer one, from its start. The receiver keeps what
+            # it staged below ``split`` when this image still has every tombstone since
+            # ``base``; otherwise it must start over (a full stream).
+            cursor = None
+            if split is None or base <= 0 or image.tombstone_horizon > base or image.index <= base:
+                base, split = 0, None
+        if image.index <= 0:
+            return self._drop("no_image")
+        for _ in range(request.credits):
+            rows, next_cursor = read_chunk(image, cursor, base, split,
+                                           self.config.transfer_chunk_bytes,
+                                           self.config.transfer_scan_rows_max)
+            effects.send.append((source, SnapshotChunk(
+                self.promised, image.index, image.digest, base, split, cursor, next_cursor, rows)))
+            if next_cursor is None:
+                break
+            cursor = next_cursor
+
+    def _image(self, index: int) -> StateImage:
+        """The open image at ``index``, else a recent one, else a new one of the current rows
+        (at most ``images_max`` open; the least recently used is closed)."""
+        if index in self.images:
+            image = self.images[index][0]
+        else:
+            recent = [i for i, (_, opened) in self.images.items()
+                      if self.now - opened < self.config.image_reuse_ticks]
+            if recent:
+                image = self.images[max(recent)][0]
+            else:
+                while len(self.images) >= self.config.images_max:
+                    oldest = min(self.images, key=lambda i: self.images[i][1])
+                    self.images.pop(oldest)[0].close()
+                image = self.kvs.rows.image()
+                if image.index in self.images:
+                    image.close()
+                    image = self.images[image.index][0]
+        self.images[image.index] = (image, self.now)
+        return image
+
+    def _close_idle_images(self) -> None:
+        for index in [i for i, (_, used) in self.images.items()
+                      if self.now - used >= self.config.image_idle_ticks]:
+            self.images.pop(index)[0].close()
+
+    def handle_snapshot_chunk(self, source: int, message: SnapshotChunk, effects: Effects) -> None:
+        """HandleSnapshotChunk: stage a chunk of a transfer; install after the last one."""
         if self.role is Role.LEADER:
             return self._drop("leader_needs_no_catchup")
-        self.catchup_sent_tick = None
-        if message.index <= self.commit_index:
-            return self._drop("old_snapshot")
-        try:
-            kvs = KeyValueStore.restore(message.state)
-        except Exception:  # noqa: BLE001 - bad input from the network is counted, not raised
-            return self._drop("bad_snapshot")
-        self.kvs = kvs
-        self.snapshot_index = message.index
-        self.snapshot_state = message.state
-        self.log_start = message.index
-        for slot in [s for s in self.log if s <= message.index]:
+        transfer = self.transfer
+        reset = False
+        stream = (message.image_index, message.base, message.split)
+        if transfer is not None and stream == (transfer.image_index, transfer.base, transfer.split):
+            if message.cursor != transfer.cursor:
+                # Ahead of our cursor (an earlier chunk was lost or reordered) or a duplicate.
+                if message.cursor in self.transfer_buffer or \
+                        len(self.transfer_buffer) >= self.config.transfer_window:
+                    return self._drop("chunk_not_next")
+                self.transfer_buffer[message.cursor] = message
+                return
+        elif message.cursor is not None or message.image_index <= self.commit_index:
+            return self._drop("stale_chunk")
+        elif message.split is None:
+            # The start of a full stream: begin (or begin again) from nothing.
+            if transfer is not None and message.image_index <= transfer.image_index:
+                return self._drop("stale_chunk")
+            reset = True
+        elif transfer is None or message.image_index <= transfer.image_index or \
+                (message.base, message.split) != self._resume_point(transfer):
+            return self._drop("stale_chunk")
+        if reset or transfer is None or stream != (transfer.image_index, transfer.base,
+                                                   transfer.split):
+            self.staging.clear() if reset else None
+            self.transfer_buffer = {}
+            self.transfer = Transfer(source, message.image_index, message.digest, message.base,
+                                     message.split, None)
+        self.transfer_heard_tick = self.now
+        self.transfer_retries = 0
+        self._take_chunk(message)
+        while self.transfer is not None and self.transfer.cursor in self.transfer_buffer:
+            self._take_chunk(self.transfer_buffer.pop(self.transfer.cursor))
+        effects.persist.append(SaveStaged(self.transfer, reset, self.staging.digest,
+                                          self.staging.take_changes()))
+        self._trace(effects, "HandleSnapshotChunk", source, message)
+        transfer = self.transfer
+        if transfer.cursor is None:
+            self._finish_transfer(effects)
+        elif self.transfer_credits <= 0:
+            self._request_chunks(effects, self.config.transfer_window)
+
+    def _take_chunk(self, chunk: SnapshotChunk) -> None:
+        """Stage one chunk: in the stream's full part, the staged rows in the chunk's range
+        become exactly the chunk's rows; in the resumed part, each row replaces ours."""
+        transfer = self.transfer
+        assert chunk.cursor == transfer.cursor, "chunks are taken in stream order"
+        split = transfer.split
+        # The range of rows the chunk covers: (low, high]; a cursor key of None means
+        # "before every key" (read_chunk makes one only at the start of the row phase).
+        low = None
+        if chunk.cursor is not None and chunk.cursor[0] == 1 and chunk.cursor[2] is not None:
+            low = (chunk.cursor[1], chunk.cursor[2])
+        if chunk.next_cursor is None:
+            high = None
+        elif chunk.next_cursor[0] == 1 and chunk.next_cursor[2] is not None:
+            high = (chunk.next_cursor[1], chunk.next_cursor[2])
+        else:
+            high = ()  # the chunk covered no rows (tombstones only)
+        if high != ():
+            present = {(kind, key) for kind, key, _, _ in chunk.rows}
+            for kind, key in self.staging.rows_between(low, high):
+                if (split is None or (kind, key) >= tuple(split)) and (kind, key) not in present:
+                    write_row(self.staging, kind, key, None, 0, tombstone=False)
+        for kind, key, value, version in chunk.rows:
+            write_row(self.staging, kind, key, value, version, tombstone=False)
+        self.transfer = transfer._replace(cursor=chunk.next_cursor)
+        self.transfer_credits -= 1
+
+    @staticmethod
+    def _resume_point(transfer: Transfer) -> tuple[int, tuple | None]:
+        """(base, split) of what we hold: the rows below ``split`` as of slot ``base``."""
+        cursor = transfer.cursor
+        if cursor is None or cursor[0] == 0:
+            # Before the row phase of a stream: we hold what we held when it began.
+            return transfer.base, transfer.split
+        if cursor[2] is None:
+            return transfer.image_index, (cursor[1], "")
+        # Rows up to the cursor are the image's; below a key that is the next string after it.
+        return transfer.image_index, (cursor[1], cursor[2] + "\0")
+
+    def _finish_transfer(self, effects: Effects) -> None:
+        transfer = self.transfer
+        if self.staging.digest != transfer.digest:
+            # Something staged is not the image: never install it. Start over.
+            self._drop("transfer_digest_mismatch")
+            self.transfer = None
+            self.staging.clear()
+            effects.persist.append(SaveStaged(None, True, 0, ()))
+            self.leader_commit_seen = max(self.leader_commit_seen, transfer.image_index)
+            self._request_catchup(transfer.source, effects)
+            return
+        if transfer.image_index <= self.commit_index:
+            # We caught up through the log meanwhile: the staged rows are not needed.
+            self._drop("transfer_overtaken")
+            self.transfer = None
+            self.staging.clear()
+            effects.persist.append(SaveStaged(None, True, 0, ()))
+            return
+        self.install_snapshot(transfer, effects)
+
+    def install_snapshot(self, transfer: Transfer, effects: Effects) -> None:
+        """InstallSnapshot: the verified staged rows become the KVS at the image's slot."""
+        index = transfer.image_index
+        # Rows of the old store that were never persisted are replaced anyway.
+        self.kvs.rows.take_changes()
+        old = self.kvs.rows
+        self.kvs = KeyValueStore(self.staging)
+        self.kvs.rows.index = index
+        self.kvs.rows.tombstone_horizon = index
+        self.staging = old
+        self.staging.clear()
+        self.transfer = None
+        self.transfer_buffer = {}
+        effects.persist.append(SaveInstall(index, transfer.digest))
+        self.rows_persisted_index = index
+        self.log_start = max(self.log_start, index)
+        for slot in [s for s in self.log if s <= index]:
             del self.log[slot]
-        self.commit_index = self.applied_index = message.index
-        effects.persist.append(SaveSnapshot(message.index, message.state, message.index))
-        self._trace(effects, "HandleSnapshot", source, message)
+        self.commit_index = self.applied_index = index
+        self._trace(effects, "InstallSnapshot", None, None)
         if self.leader_commit_seen > self.commit_index:
-            self._request_catchup(source, effects)
+            self._request_catchup(transfer.source, effects)
+
+    def _request_chunks(self, effects: Effects, credits: int) -> None:
+        transfer = self.transfer
+        self.transfer_credits = credits
+        self.transfer_heard_tick = self.now
+        effects.send.append((transfer.source, SnapshotRequest(
+            self.promised, transfer.image_index, transfer.base, transfer.split, transfer.cursor,
+            credits)))
+
+    def _retry_transfer(self, effects: Effects) -> None:
+        """No chunk for a while: ask again from our cursor; only the missing chunk when
+        later ones wait in the buffer. After a few silent tries, ask another replica."""
+        self.transfer_retries += 1
+        if self.transfer_retries > self.config.transfer_retries_per_source:
+            others = [r for r in self.peers if r != self.transfer.source]
+            if self.leader_hint is not None and self.leader_hint != self.transfer.source:
+                source = self.leader_hint
+            else:
+                source = others[self.rng.randrange(len(others))] if others else self.transfer.source
+            self.transfer = self.transfer._replace(source=source)
+            self.transfer_retries = 0
+            self.transfer_buffer = {}
+        self._request_chunks(effects, 1 if self.transfer_buffer else self.config.transfer_window)
 
     def _commit_to(self, slot: int, effects: Effects) -> None:
         assert slot > self.commit_index, "the commit point only moves forward"
@@ -746,7 +960,7 @@ class LowPaxosReplica:
         leading = self.role is Role.LEADER
         for slot in range(self.applied_index + 1, self.commit_index + 1):
             for command in self.log[slot].batch:
-                result = self.kvs.apply(command)
+                result = self.kvs.apply(command, slot)
                 effects.applied.append(Applied(slot, command, result))
                 self.in_progress.discard((command.client_id, command.request_id))
                 if leading:
@@ -757,22 +971,34 @@ class LowPaxosReplica:
             self.applied_index = slot
 
     def _maybe_snapshot(self, effects: Effects) -> None:
-        """Snapshot the KVS every ``snapshot_slots`` applied slots and cut the log below
-        what every replica has applied, or below our own applied point when the log
-        has grown past ``log_slots_max`` (a slow replica then gets the snapshot)."""
-        if self.applied_index - self.snapshot_index < self.config.snapshot_slots:
+        """Every ``snapshot_slots`` applied slots, cut the log below what every replica has
+        applied, or below our own applied point when the log has grown past
+        ``log_slots_max`` (a slow replica then receives the state by transfer). The KVS
+        rows are persisted first, in the same batch, so they always cover the cut."""
+        if self.applied_index - self.log_start < self.config.snapshot_slots:
             return
         hint = self._leader_truncate_index() if self.role is Role.LEADER else self.truncate_hint
         log_start = max(self.log_start, min(hint, self.applied_index))
-        if self.applied_index - log_start > self.config.log_slots_max - self.config.window_slots:
+        forced = self.applied_index - log_start > self.config.log_slots_max - self.config.window_slots
+        if forced:
             log_start = self.applied_index
-        self.snapshot_index = self.applied_index
-        self.snapshot_state = self.kvs.snapshot()
-        if log_start > self.log_start:
-            for slot in range(self.log_start + 1, log_start + 1):
-                self.log.pop(slot, None)
-            self.log_start = log_start
-        effects.persist.append(SaveSnapshot(self.snapshot_index, self.snapshot_state, self.log_start))
+        elif log_start - self.log_start < self.config.snapshot_slots:
+            return  # cut in steps of snapshot_slots, not one record per slot
+        self.kvs.rows.drop_tombstones_below(self.applied_index - self.config.tombstone_slots)
+        self._persist_rows(effects)
+        for slot in range(self.log_start + 1, log_start + 1):
+            self.log.pop(slot, None)
+        self.log_start = log_start
+        effects.persist.append(SaveTruncate(log_start))
+
+    def _persist_rows(self, effects: Effects) -> None:
+        """SaveRows: what applying committed slots changed in the KVS rows."""
+        if self.applied_index == self.rows_persisted_index:
+            return
+        rows = self.kvs.rows
+        effects.persist.append(SaveRows(self.applied_index, rows.digest, rows.tombstone_horizon,
+                                        rows.take_changes()))
+        self.rows_persisted_index = self.applied_index
 
     # --------------------------------------------------------------- helpers
 
@@ -820,6 +1046,7 @@ class LowPaxosReplica:
         self.drops[reason] += 1
 
     def _finish_step(self, effects: Effects) -> None:
+        self._persist_rows(effects)
         # The commit point on disk is only a hint for a faster restart (the chosen values
         # are safe in the acceptors' logs either way), so it rides along with records
         # that must be written anyway and never costs a sync of its own, except on a
@@ -835,8 +1062,15 @@ class LowPaxosReplica:
     def check_invariants(self) -> None:
         """TigerBeetle-style: re-checked after every step; each assertion says one thing."""
         assert self.applied_index == self.commit_index, "committed slots are applied at once"
-        assert self.log_start <= self.snapshot_index, "the log is cut only below the snapshot"
-        assert self.snapshot_index <= self.commit_index, "a snapshot holds committed slots only"
+        assert self.log_start <= self.applied_index, "the log is cut only below applied slots"
+        assert self.rows_persisted_index <= self.applied_index, "rows persisted are applied"
+        assert self.kvs.rows.index <= self.applied_index, "the rows hold applied slots only"
+        if self.transfer is not None:
+            assert self.role is not Role.LEADER, "a leader never receives a transfer"
+            assert len(self.transfer_buffer) <= self.config.transfer_window, "buffer bounded"
+        else:
+            assert not self.transfer_buffer, "no chunks buffered without a transfer"
+        assert len(self.images) <= self.config.images_max, "open images are bounded"
         assert all(slot > self.log_start for slot in self.log), "no entry below the cut"
         for slot in range(self.log_start + 1, self.commit_index + 1):
             assert slot in self.log, "every committed slot above the cut is held"
@@ -913,7 +1147,8 @@ class LowPaxosReplica:
         HeartbeatReply: handle_heartbeat_reply,
         CatchupRequest: handle_catchup_request,
         CatchupReply: handle_catchup_reply,
-        Snapshot: handle_snapshot,
+        SnapshotRequest: handle_snapshot_request,
+        SnapshotChunk: handle_snapshot_chunk,
     }
 
 
@@ -926,8 +1161,8 @@ def describe_message(message: object) -> dict:
             fields["value"] = batch_id(value)
         elif name == "entries":
             fields[name] = [[e.slot, list(e.ballot), batch_id(e.batch)] for e in value]
-        elif name == "state":
-            fields[name] = hashlib.sha256(value).hexdigest()[:10]
+        elif name == "rows":
+            fields[name] = len(value)
         elif isinstance(value, tuple):
             fields[name] = list(value)
         else:

@@ -126,13 +126,47 @@ class CatchupReply:
     commit_index: int
 
 
+# ---- State transfer in chunks (for a replica behind the log cut) ----
+#
+# The receiver pulls the sender's point-in-time image of the KVS rows in chunks, in
+# (kind, key) order, ``credits`` chunks per request (a window); it asks again from
+# its cursor for whatever did not arrive, so only lost chunks are sent again.
+# Raft §7 (InstallSnapshot) sends a snapshot in chunks too; resuming from another
+# (newer) image with only the rows changed since is ours (kvs.read_chunk).
+
+Row = tuple  # (kind, key, value or None, version): see kvs.py
+
+
 @dataclass(frozen=True, slots=True)
-class Snapshot:
-    """The sender's KVS state after applying every slot up to ``index``."""
+class SnapshotRequest:
+    """Send up to ``credits`` chunks of image ``image_index`` (0: your current image)
+    from ``cursor`` on (None: the start). ``base``/``split``: the receiver holds the
+    rows below ``split`` as of slot ``base`` (split None: it holds nothing), so a
+    sender without that image may serve a newer one from the start with only what
+    changed below ``split`` since ``base``."""
 
     ballot: Ballot
-    index: int
-    state: bytes
+    image_index: int
+    base: int
+    split: tuple | None
+    cursor: tuple | None
+    credits: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """Rows of image ``image_index`` (whose digest is ``digest``) of the stream
+    ``(base, split)``, from ``cursor`` (exclusive) to ``next_cursor`` (inclusive;
+    None: this chunk ends the stream)."""
+
+    ballot: Ballot
+    image_index: int
+    digest: int
+    base: int
+    split: tuple | None
+    cursor: tuple | None
+    next_cursor: tuple | None
+    rows: tuple[Row, ...]
 
 
 MESSAGE_TYPES = (
@@ -145,7 +179,8 @@ MESSAGE_TYPES = (
     HeartbeatReply,
     CatchupRequest,
     CatchupReply,
-    Snapshot,
+    SnapshotRequest,
+    SnapshotChunk,
 )
 
 
@@ -170,13 +205,54 @@ class SaveCommit:
 
 
 @dataclass(frozen=True, slots=True)
-class SaveSnapshot:
-    """KVS state after slot ``index``; log entries up to ``log_start`` (<= ``index``) are
-    dropped. Entries between ``log_start`` and ``index`` stay to serve slower replicas."""
+class SaveRows:
+    """The KVS rows changed since the last SaveRows (kvs.py change rows); afterwards
+    the stored rows are the state after applying every slot up to ``index``, with
+    ``digest``, and tombstones below ``tombstone_horizon`` may be dropped."""
 
     index: int
-    state: bytes
+    digest: int
+    tombstone_horizon: int
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SaveTruncate:
+    """Log entries up to ``log_start`` are dropped (the stored rows cover them)."""
+
     log_start: int
 
 
-RECORD_TYPES = (SavePromise, SaveEntries, SaveCommit, SaveSnapshot)
+class Transfer(NamedTuple):
+    """A state transfer in progress at the receiver (see SnapshotRequest)."""
+
+    source: int
+    image_index: int
+    digest: int
+    base: int
+    split: tuple | None
+    cursor: tuple | None
+
+
+@dataclass(frozen=True, slots=True)
+class SaveStaged:
+    """Staging rows changed (``reset``: staging emptied first), the staging digest,
+    and the transfer's progress (None: no transfer in progress)."""
+
+    transfer: Transfer | None
+    reset: bool
+    digest: int
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SaveInstall:
+    """The staged rows, verified against ``digest``, become the KVS at slot ``index``:
+    log entries up to ``index`` are dropped and the transfer ends."""
+
+    index: int
+    digest: int
+
+
+RECORD_TYPES = (SavePromise, SaveEntries, SaveCommit, SaveRows, SaveTruncate, SaveStaged,
+                SaveInstall)
