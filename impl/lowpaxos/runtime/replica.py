@@ -21,12 +21,13 @@ the local core, or a peer's core over UDP as a ``ClientRequest``; the peer's
 runtime sends the ``ClientReply`` back the same way. NOT_LEADER replies redirect,
 BUSY backs off, silence retries; everything under one deadline. Retries reuse
 the request id, so the KVS client table runs each command at most once
-(VR Revisited §4). Each RESP connection is one client session and runs its
-commands one after another, which keeps Redis' in-order semantics.
+(VR Revisited §4). A RESP connection runs its pipelined commands concurrently,
+each under a client id of its own pool, and writes replies in order; a command
+waits for earlier commands of its connection on the same keys (pipeline.py).
 
-Bounds: one reply future per connection (connections <= connections_max),
-forwarded requests <= forwarded_requests_max, datagrams <= datagram_bytes_max,
-in-flight commands <= the core's window and queue.
+Bounds: at most pipeline_depth_max commands and reply futures per connection
+(connections <= connections_max), forwarded requests <= forwarded_requests_max,
+datagrams <= datagram_bytes_max, in-flight commands <= the core's window and queue.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import concurrent.futures
 import os
 import random
 import resource
-import secrets
 import signal
 import sys
 import time
@@ -47,10 +47,11 @@ from lowpaxos import __version__, codec
 from lowpaxos.core.api import ClientReply, ClientRequest, Command, Effects, ReplyStatus
 from lowpaxos.protocols.lowpaxos.core import LowPaxosReplica, Role
 from lowpaxos.runtime import resp
-from lowpaxos.runtime.commands import COMMANDS, BadArgument, Session
+from lowpaxos.runtime.commands import BadArgument, CommandSpec, Session, check_key, check_value
 from lowpaxos.runtime.cluster import ClusterFileError, ClusterSpec, load_cluster, load_key
 from lowpaxos.runtime.framing import FrameError, open_frame, seal
 from lowpaxos.runtime.logs import Logger
+from lowpaxos.runtime.pipeline import Pipeline
 from lowpaxos.runtime.storage import SqliteStorage, StorageCorrupt
 from lowpaxos.runtime.trace import TraceWriter
 
@@ -350,76 +351,60 @@ class Replica:
             return
         self.connections += 1
         self.stats["connections_accepted"] += 1
-        session = Session(secrets.randbits(63))
         parser = resp.RespParser(limits.arguments_max, limits.bulk_bytes_max, limits.inline_bytes_max)
+        # Commands run concurrently, at most pipeline_depth_max, and replies leave in
+        # order from the writer task; start() waits for room, so reading pauses meanwhile.
+        pipeline = Pipeline(self.run_command, limits.pipeline_depth_max, self.stats)
+        replies = asyncio.create_task(pipeline.write_replies(writer))
         try:
-            while True:
+            reading = True
+            while reading:  # ends at EOF, QUIT, a protocol error or a broken connection
                 data = await reader.read(65536)
                 if not data:
-                    return
+                    break
                 parser.feed(data)
-                unflushed = 0
-                while True:
+                while True:  # bounded: the parser holds at most one read plus one command
                     try:
                         arguments = parser.next_command()
                     except resp.RespProtocolError as error:
                         self.drops["resp_protocol_error"] += 1
-                        writer.write(resp.error(f"ERR {error}"))
-                        await writer.drain()
-                        return
+                        await pipeline.reply_last(resp.error(f"ERR {error}"))
+                        reading = False
+                        break
                     if arguments is None:
                         break
-                    if not arguments:
-                        continue
-                    reply, close = await self.run_command(session, arguments)
-                    writer.write(reply)
-                    if close:
-                        await writer.drain()
-                        return
-                    unflushed += 1
-                    if unflushed >= limits.pipeline_depth_max:
-                        await writer.drain()
-                        unflushed = 0
-                await writer.drain()
+                    if arguments and not await pipeline.start(arguments):
+                        reading = False
+                        break
+            pipeline.end_input()
+            await replies  # every reply written (or the connection broke)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            replies.cancel()
+            pipeline.cancel()
             self.connections -= 1
             writer.close()
 
-    async def run_command(self, session: "Session", arguments: list[bytes]) -> tuple[bytes, bool]:
-        name = arguments[0].upper()
-        handler = COMMANDS.get(name)
-        if handler is None:
-            shown = arguments[0][:64].decode("utf-8", "replace")
-            return resp.error(f"ERR unknown command '{shown}'"), False
-        arity, function = handler
-        if (arity >= 0 and len(arguments) != arity) or (arity < 0 and len(arguments) < -arity):
-            shown = name.decode("ascii", "replace").lower()
-            return resp.error(f"ERR wrong number of arguments for '{shown}' command"), False
+    async def run_command(self, session: Session, spec: CommandSpec,
+                          arguments: list[bytes]) -> tuple[bytes, bool]:
+        """One command resolved by commands.resolve, in ``session``: (reply, close after it)."""
         try:
-            return await function(self, session, arguments[1:]), name == b"QUIT"
-        except CommandFailed as error:
-            return resp.error(str(error)), False
-        except BadArgument as error:
+            return await spec.handler(self, session, arguments[1:]), spec.closes
+        except (CommandFailed, BadArgument) as error:
             return resp.error(str(error)), False
 
     def check_key(self, key: bytes) -> str:
-        if len(key) > self.limits.key_bytes_max:
-            raise BadArgument(f"ERR key of {len(key)} bytes; the maximum is "
-                              f"{self.limits.key_bytes_max}")
-        # latin-1 maps every byte string to a distinct str and back: binary keys work.
-        return key.decode("latin-1")
+        return check_key(self.limits, key)
 
     def check_value(self, value: bytes) -> bytes:
-        if len(value) > self.limits.value_bytes_max:
-            raise BadArgument(f"ERR value of {len(value)} bytes refused; the maximum is "
-                              f"{self.limits.value_bytes_max} bytes (value_bytes_max)")
-        return value
+        return check_value(self.limits, value)
 
-    async def kvs(self, session: "Session", op: str, key: str, value: bytes | None = None,
-                  expected: bytes | None = None):
-        command = Command(session.client_id, session.next_request_id(), op, key, value, expected)
+    async def kvs(self, session: Session, op: str, key: str, value: bytes | None = None,
+                  expected: bytes | None = None, *, pairs: tuple[tuple[str, bytes], ...] = (),
+                  keys: tuple[str, ...] = (), count: int = 0):
+        command = Command(session.client_id, session.next_request_id(), op, key, value, expected,
+                          pairs=pairs, keys=keys, count=count)
         reply = await self.submit(command)
         return reply.result
 
