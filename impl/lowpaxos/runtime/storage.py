@@ -1,48 +1,85 @@
 """Durable LowPaxos records in SQLite, one database per replica.
 
-The core's persist records (SavePromise, SaveEntries, SaveCommit, SaveSnapshot)
-are folded into two tables with exactly the meaning of
-``DurableState.apply`` (durable.py), so a restarted replica loads the same
-DurableState the simulator would keep:
+The core's persist records (SavePromise, SaveEntries, SaveCommit, SaveRows,
+SaveTruncate, SaveStaged, SaveInstall) are folded into tables with exactly the
+meaning of ``DurableState.apply`` (durable.py), so a restarted replica loads what
+the simulator would keep, except that the KVS rows stay on disk:
 
 * ``meta(name, value, checksum)``: format, replica_id, promised, commit_index,
-  snapshot (index and KVS state), log_start;
-* ``entries(slot, ballot_round, ballot_replica, batch, checksum)``.
+  log_start, transfer (the state transfer in progress), live (which row pair holds
+  the KVS: "a" or "b"), rows_a and rows_b (each pair's index, digest, tombstone
+  horizon and row counts);
+* ``entries(slot, ballot_round, ballot_replica, batch, checksum)``;
+* ``kv_a``/``tomb_a`` and ``kv_b``/``tomb_b``: the rows and tombstones of the KVS
+  and of the staging area (runtime/rowstore.py owns these tables).
 
 ``write(records)`` puts one batch's records in one transaction. The database is
 in WAL mode with ``synchronous=FULL``, so the commit returns only after the WAL
-is fsynced: the runtime sends nothing of a batch before ``write`` returns.
+is fsynced: the runtime sends nothing of a batch before ``write`` returns. SaveInstall
+flips ``live`` and empties the old KVS pair in the same transaction, so a crash
+leaves either the old KVS or the installed one, never a mixture.
 
-Every row carries a CRC-32 of its contents. ``load`` runs ``PRAGMA
-integrity_check`` and verifies every checksum, decodes every value, and checks
-the cross-row rules (entries above log_start, replica id). Any failure raises
-``StorageCorrupt`` and the replica refuses to start rather than serve wrong data.
+``load()`` returns a ``StoredState``: the scalar fields and log entries the core
+reads, and ``open_store()``/``open_staging()``, which give SqliteRowStores over the
+tables; no row is read into memory.
+
+Every meta and entries row carries a CRC-32 of its contents. ``load`` runs ``PRAGMA
+integrity_check``, verifies every checksum, decodes every value, and checks the
+cross-row rules (entries above log_start, the committed prefix held, the replica
+id). The KVS rows carry no per-row checksum: they are checked against the digest
+and counts in meta, which means hashing every row, so ``load`` does it only for
+stores of at most ``VERIFY_ROWS_AT_LOAD_MAX`` rows; larger ones are checked on
+request (``load(verify_rows=True)``, or ``python -m lowpaxos.runtime.storage verify
+FILE ID`` on a stopped replica's file). Any failure raises ``StorageCorrupt`` and
+the replica refuses to start rather than serve wrong data.
+
+Space: entries are deleted when the log is cut and tombstones below the horizon
+on every SaveRows, so the file grows with the data, not with the number of
+operations; pages freed are reused (no VACUUM). The WAL is checkpointed every
+``WAL_AUTOCHECKPOINT_PAGES`` pages and cut back to ``JOURNAL_SIZE_LIMIT_BYTES``
+after a checkpoint, except while an image's read transaction is open: a checkpoint
+cannot pass a reader, so the WAL grows with the writes made during a long transfer.
 """
 
 from __future__ import annotations
 
+import argparse
 import sqlite3
 import struct
+import sys
 import time
 import zlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import msgpack
 
 from lowpaxos import codec
-from lowpaxos.protocols.lowpaxos.durable import DurableState
 from lowpaxos.protocols.lowpaxos.messages import (
     BALLOT_ZERO,
     Ballot,
     Entry,
     SaveCommit,
     SaveEntries,
+    SaveInstall,
     SavePromise,
-    SaveSnapshot,
+    SaveRows,
+    SaveStaged,
+    SaveTruncate,
+    Transfer,
 )
+from lowpaxos.runtime import rowstore
+from lowpaxos.runtime.rowstore import PAIRS, PairMeta, SqliteRowStore, meta_name, other_pair
 
-FORMAT = 1
+# Format 1 kept the KVS as one snapshot blob in meta; format 2 keeps rows in tables.
+FORMAT = 2
 ENTRY_KEY = struct.Struct(">qqq")
+VERIFY_ROWS_AT_LOAD_MAX = 100_000
+WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, stated here so it is a decision
+JOURNAL_SIZE_LIMIT_BYTES = 64 << 20
+TABLES = {"meta", "entries"} | {f"{table}_{pair}" for table in ("kv", "tomb") for pair in PAIRS}
+META_NAMES = {"format", "replica_id", "promised", "commit_index", "log_start", "transfer", "live",
+              *(meta_name(pair) for pair in PAIRS)}
 
 
 class StorageCorrupt(RuntimeError):
@@ -69,26 +106,100 @@ def decode_batch(data: bytes):
     return codec.BATCH.from_wire(msgpack.unpackb(data, raw=False))
 
 
-class SqliteStorage:
-    """One replica's durable state; ``load`` first, then ``write`` per batch."""
+def _lists(value):
+    return [_lists(item) for item in value] if isinstance(value, tuple) else value
 
-    def __init__(self, path: str | Path, replica_id: int) -> None:
+
+def _tuples(value):
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+def encode_transfer(transfer: Transfer | None):
+    if transfer is None:
+        return None
+    return [transfer.source, transfer.image_index, transfer.digest.to_bytes(16, "big"),
+            transfer.base, _lists(transfer.split), _lists(transfer.cursor)]
+
+
+def decode_transfer(value) -> Transfer | None:
+    if value is None:
+        return None
+    source, image_index, digest, base, split, cursor = value
+    if not isinstance(digest, bytes) or len(digest) != 16:
+        raise ValueError("transfer digest is not 16 bytes")
+    return Transfer(source, image_index, int.from_bytes(digest, "big"), base, _tuples(split),
+                    _tuples(cursor))
+
+
+@dataclass
+class Mirror:
+    """The scalar meta rows as last committed, so writes need no reads."""
+
+    promised: Ballot = BALLOT_ZERO
+    commit_index: int = 0
+    log_start: int = 0
+    transfer: Transfer | None = None
+    live: str = "a"
+    pairs: dict[str, PairMeta] = field(default_factory=lambda: {pair: PairMeta() for pair in PAIRS})
+
+    def copy(self) -> "Mirror":
+        return replace(self, pairs={pair: meta.copy() for pair, meta in self.pairs.items()})
+
+    def meta_values(self) -> dict:
+        values = {"promised": list(self.promised), "commit_index": self.commit_index,
+                  "log_start": self.log_start, "transfer": encode_transfer(self.transfer),
+                  "live": self.live}
+        for pair, meta in self.pairs.items():
+            values[meta_name(pair)] = meta.to_value()
+        return values
+
+
+@dataclass
+class StoredState:
+    """What ``load`` returns: DurableState's fields as the core reads them, with the
+    rows left on disk (``open_store``/``open_staging`` give row stores over them)."""
+
+    promised: Ballot
+    entries: dict[int, Entry]
+    commit_index: int
+    log_start: int
+    transfer: Transfer | None
+    store_index: int
+    storage: "SqliteStorage" = field(repr=False, compare=False)
+
+    def open_store(self) -> SqliteRowStore:
+        return self.storage.open_rows(self.storage.mirror.live)
+
+    def open_staging(self) -> SqliteRowStore:
+        return self.storage.open_rows(other_pair(self.storage.mirror.live))
+
+
+class SqliteStorage:
+    """One replica's durable state; ``load`` first, then ``write`` per batch.
+
+    ``write`` runs in the storage thread on ``connection``; the row stores read on
+    ``reader`` in the event-loop thread (WAL lets both run at once)."""
+
+    def __init__(self, path: str | Path, replica_id: int,
+                 cache_rows_max: int = rowstore.CACHE_ROWS_MAX,
+                 cache_bytes_max: int = rowstore.CACHE_BYTES_MAX) -> None:
         self.path = Path(path)
         self.replica_id = replica_id
+        self.cache_rows_max = cache_rows_max
+        self.cache_bytes_max = cache_bytes_max
         self.connection: sqlite3.Connection | None = None
-        # Mirrors of the scalar rows, so writes need no reads.
-        self.promised = BALLOT_ZERO
-        self.commit_index = 0
-        self.snapshot_index = 0
-        self.log_start = 0
+        self.reader: sqlite3.Connection | None = None
+        self.mirror = Mirror()
+        self.row_stores: list[SqliteRowStore] = []
         self.transactions = 0
         self.records_written = 0
         self.write_seconds = 0.0  # time spent in write(), fsync included
 
     # ---------------------------------------------------------------- opening
 
-    def load(self) -> DurableState:
-        """Open (creating if absent), verify, and return the durable state."""
+    def load(self, verify_rows: bool | None = None) -> StoredState:
+        """Open (creating if absent), verify, and return the durable state. The rows are
+        checked against meta when ``verify_rows``, or when None and the store is small."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
         try:
@@ -97,11 +208,16 @@ class SqliteStorage:
             self.connection = connection
             mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             connection.execute("PRAGMA synchronous=FULL")
+            connection.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+            connection.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
             if mode.lower() != "wal":
                 raise StorageCorrupt(f"{self.path}: cannot enter WAL mode (got {mode})")
             if fresh:
                 self._create()
-            return self._verify_and_read()
+            state = self._verify_and_read(verify_rows)
+            self.reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.reader.execute("PRAGMA query_only=1")
+            return state
         except sqlite3.DatabaseError as error:
             self.close()
             raise StorageCorrupt(
@@ -120,12 +236,12 @@ class SqliteStorage:
         c.execute("CREATE TABLE entries(slot INTEGER PRIMARY KEY, ballot_round INTEGER NOT NULL,"
                   " ballot_replica INTEGER NOT NULL, batch BLOB NOT NULL,"
                   " checksum INTEGER NOT NULL)")
+        for pair in PAIRS:
+            rowstore.create_pair(c, pair)
         self._put_meta("format", FORMAT)
         self._put_meta("replica_id", self.replica_id)
-        self._put_meta("promised", list(BALLOT_ZERO))
-        self._put_meta("commit_index", 0)
-        self._put_meta("log_start", 0)
-        self._put_meta("snapshot", [0, None])
+        for name, value in Mirror().meta_values().items():
+            self._put_meta(name, value)
         c.execute("COMMIT")
 
     def _corrupt(self, what: str) -> StorageCorrupt:
@@ -134,14 +250,14 @@ class SqliteStorage:
             f"Move the file aside to rejoin empty and catch up from the others."
         )
 
-    def _verify_and_read(self) -> DurableState:
+    def _verify_and_read(self, verify_rows: bool | None) -> StoredState:
         c = self.connection
         problems = [row[0] for row in c.execute("PRAGMA integrity_check(16)")]
         if problems != ["ok"]:
             raise self._corrupt("integrity_check: " + "; ".join(problems))
         tables = {row[0] for row in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if tables != {"meta", "entries"}:
-            raise self._corrupt(f"unexpected tables {sorted(tables)}")
+        if "meta" not in tables:
+            raise self._corrupt(f"no meta table (tables {sorted(tables)})")
         meta = {}
         for name, value, checksum in c.execute("SELECT name, value, checksum FROM meta"):
             if not isinstance(value, bytes) or _meta_checksum(name, value) != checksum:
@@ -150,29 +266,39 @@ class SqliteStorage:
                 meta[name] = msgpack.unpackb(value, raw=False)
             except Exception:  # noqa: BLE001 - any decoding failure means the same: corrupt
                 raise self._corrupt(f"meta row {name!r} does not decode") from None
-        expected = {"format", "replica_id", "promised", "commit_index", "log_start", "snapshot"}
-        if set(meta) != expected:
-            raise self._corrupt(f"meta rows {sorted(meta)}, expected {sorted(expected)}")
-        if meta["format"] != FORMAT:
-            raise self._corrupt(f"format {meta['format']!r}, this build reads {FORMAT}")
+        if meta.get("format") != FORMAT:
+            raise StorageCorrupt(
+                f"{self.path} is in storage format {meta.get('format')!r}; this build reads "
+                f"format {FORMAT} only (format 1 kept the KVS as one snapshot; format 2 keeps "
+                f"its rows in tables) and does not convert. The replica refuses to start. "
+                f"Move the file aside to rejoin empty and catch up from the others."
+            )
+        if tables != TABLES:
+            raise self._corrupt(f"tables {sorted(tables)}, expected {sorted(TABLES)}")
+        if set(meta) != META_NAMES:
+            raise self._corrupt(f"meta rows {sorted(meta)}, expected {sorted(META_NAMES)}")
         if meta["replica_id"] != self.replica_id:
             raise StorageCorrupt(
                 f"{self.path} belongs to replica {meta['replica_id']}, not {self.replica_id}; "
                 f"the replica refuses to start"
             )
         try:
-            promised = Ballot(*meta["promised"])
-            commit_index = int(meta["commit_index"])
-            log_start = int(meta["log_start"])
-            snapshot_index, snapshot_state = meta["snapshot"]
+            mirror = Mirror(
+                promised=Ballot(*meta["promised"]),
+                commit_index=int(meta["commit_index"]),
+                log_start=int(meta["log_start"]),
+                transfer=decode_transfer(meta["transfer"]),
+                live=meta["live"],
+                pairs={pair: PairMeta.from_value(meta[meta_name(pair)]) for pair in PAIRS},
+            )
         except (TypeError, ValueError):
             raise self._corrupt("meta rows have the wrong shape") from None
-        if snapshot_state is not None and not isinstance(snapshot_state, bytes):
-            raise self._corrupt("snapshot state is not bytes")
-        if log_start > snapshot_index or snapshot_index > commit_index:
-            raise self._corrupt(
-                f"log_start {log_start} <= snapshot {snapshot_index} <= commit {commit_index} fails"
-            )
+        if mirror.live not in PAIRS:
+            raise self._corrupt(f"live pair {mirror.live!r}")
+        store_index = mirror.pairs[mirror.live].index
+        if not mirror.log_start <= store_index <= mirror.commit_index:
+            raise self._corrupt(f"log_start {mirror.log_start} <= store index {store_index}"
+                                f" <= commit {mirror.commit_index} fails")
         entries: dict[int, Entry] = {}
         for slot, ballot_round, ballot_replica, batch, checksum in c.execute(
             "SELECT slot, ballot_round, ballot_replica, batch, checksum FROM entries"
@@ -180,27 +306,39 @@ class SqliteStorage:
             ballot = Ballot(ballot_round, ballot_replica)
             if not isinstance(batch, bytes) or _entry_checksum(slot, ballot, batch) != checksum:
                 raise self._corrupt(f"checksum mismatch in log slot {slot}")
-            if slot <= log_start:
-                raise self._corrupt(f"log slot {slot} at or below log_start {log_start}")
+            if slot <= mirror.log_start:
+                raise self._corrupt(f"log slot {slot} at or below log_start {mirror.log_start}")
             try:
                 entries[slot] = Entry(slot, ballot, decode_batch(batch))
             except Exception:  # noqa: BLE001
                 raise self._corrupt(f"log slot {slot} does not decode") from None
-        for slot in range(snapshot_index + 1, commit_index + 1):
+        for slot in range(store_index + 1, mirror.commit_index + 1):
             if slot not in entries:
                 raise self._corrupt(f"committed slot {slot} is missing")
-        self.promised = promised
-        self.commit_index = commit_index
-        self.snapshot_index = snapshot_index
-        self.log_start = log_start
-        return DurableState(
-            promised=promised,
+        rows = sum(meta.data_rows + meta.session_rows for meta in mirror.pairs.values())
+        if verify_rows or (verify_rows is None and rows <= VERIFY_ROWS_AT_LOAD_MAX):
+            for pair in PAIRS:
+                problem = rowstore.verify_pair(c, pair, mirror.pairs[pair])
+                if problem is not None:
+                    raise self._corrupt(problem)
+        self.mirror = mirror
+        return StoredState(
+            promised=mirror.promised,
             entries=entries,
-            commit_index=commit_index,
-            snapshot_index=snapshot_index,
-            snapshot_state=snapshot_state,
-            log_start=log_start,
+            commit_index=mirror.commit_index,
+            log_start=mirror.log_start,
+            transfer=mirror.transfer,
+            store_index=store_index,
+            storage=self,
         )
+
+    def open_rows(self, pair: str) -> SqliteRowStore:
+        """A row store over ``pair`` as last committed (StoredState.open_store/open_staging)."""
+        assert self.reader is not None, "load() before opening row stores"
+        store = SqliteRowStore(self.path, self.reader, pair, self.mirror.pairs[pair],
+                               self.cache_rows_max, self.cache_bytes_max)
+        self.row_stores.append(store)
+        return store
 
     # ---------------------------------------------------------------- writing
 
@@ -218,56 +356,136 @@ class SqliteStorage:
             return
         c = self.connection
         started = time.perf_counter()
+        state = self.mirror.copy()  # becomes the mirror only once the transaction commits
         c.execute("BEGIN IMMEDIATE")
         try:
-            promised_changed = commit_changed = False
             for record in records:
-                match record:
-                    case SavePromise(ballot=ballot):
-                        assert ballot >= self.promised, "a promise never goes back"
-                        self.promised = ballot
-                        promised_changed = True
-                    case SaveEntries(entries=entries):
-                        rows = []
-                        for entry in entries:
-                            if entry.slot > self.log_start:
-                                batch = encode_batch(entry.batch)
-                                rows.append((entry.slot, entry.ballot.round, entry.ballot.replica,
-                                             batch, _entry_checksum(entry.slot, entry.ballot, batch)))
-                        c.executemany(
-                            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", rows
-                        )
-                    case SaveCommit(commit_index=commit_index):
-                        if commit_index > self.commit_index:
-                            self.commit_index = commit_index
-                            commit_changed = True
-                    case SaveSnapshot(index=index, state=state, log_start=log_start):
-                        assert log_start <= index, "the log is only dropped below the snapshot"
-                        if index >= self.snapshot_index:
-                            self.snapshot_index = index
-                            self._put_meta("snapshot", [index, state])
-                            if index > self.commit_index:
-                                self.commit_index = index
-                                commit_changed = True
-                        if log_start > self.log_start:
-                            self.log_start = log_start
-                            self._put_meta("log_start", log_start)
-                            c.execute("DELETE FROM entries WHERE slot <= ?", (log_start,))
-                    case _:
-                        raise TypeError(f"not a LowPaxos durable record: {record!r}")
-            if promised_changed:
-                self._put_meta("promised", list(self.promised))
-            if commit_changed:
-                self._put_meta("commit_index", self.commit_index)
+                self._fold(state, record)
+            before = self.mirror.meta_values()
+            for name, value in state.meta_values().items():
+                if value != before[name]:
+                    self._put_meta(name, value)
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:
+                c.execute("ROLLBACK")
             raise
+        self.mirror = state
         self.transactions += 1
         self.records_written += len(records)
         self.write_seconds += time.perf_counter() - started
 
+    def _fold(self, state: Mirror, record) -> None:
+        c = self.connection
+        match record:
+            case SavePromise(ballot=ballot):
+                assert ballot >= state.promised, "a promise never goes back"
+                state.promised = ballot
+            case SaveEntries(entries=entries):
+                rows = []
+                for entry in entries:
+                    if entry.slot > state.log_start:
+                        batch = encode_batch(entry.batch)
+                        rows.append((entry.slot, entry.ballot.round, entry.ballot.replica,
+                                     batch, _entry_checksum(entry.slot, entry.ballot, batch)))
+                c.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", rows)
+            case SaveCommit(commit_index=commit_index):
+                state.commit_index = max(state.commit_index, commit_index)
+            case SaveRows(index=index, digest=digest, tombstone_horizon=horizon, rows=rows):
+                live = state.pairs[state.live]
+                assert index >= live.index, "the stored rows only move forward"
+                rowstore.write_changes(c, state.live, rows, live)
+                live.index = index
+                live.digest = digest
+                rowstore.drop_tombstones_below(c, state.live, horizon)
+                live.tombstone_horizon = max(live.tombstone_horizon, horizon)
+                state.commit_index = max(state.commit_index, index)
+            case SaveTruncate(log_start=log_start):
+                assert log_start <= state.pairs[state.live].index, \
+                    "the log is cut only below the stored rows"
+                self._cut(state, log_start)
+            case SaveStaged(transfer=transfer, reset=reset, digest=digest, rows=rows):
+                staging = other_pair(state.live)
+                if reset:
+                    rowstore.empty_pair(c, staging)
+                    state.pairs[staging] = PairMeta()
+                rowstore.write_changes(c, staging, rows, state.pairs[staging])
+                state.pairs[staging].digest = digest
+                state.transfer = transfer
+            case SaveInstall(index=index, digest=digest):
+                staging = other_pair(state.live)
+                assert state.pairs[staging].digest == digest, "only verified state is installed"
+                assert index > state.pairs[state.live].index, "an install moves the state forward"
+                # The staging pair becomes the KVS; the old KVS pair, emptied, the next staging.
+                old = state.live
+                state.live = staging
+                state.pairs[staging].index = index
+                state.pairs[staging].tombstone_horizon = index
+                rowstore.empty_pair(c, old)
+                state.pairs[old] = PairMeta()
+                state.transfer = None
+                state.commit_index = max(state.commit_index, index)
+                self._cut(state, index)
+            case _:
+                raise TypeError(f"not a LowPaxos durable record: {record!r}")
+
+    def _cut(self, state: Mirror, log_start: int) -> None:
+        if log_start > state.log_start:
+            state.log_start = log_start
+            self.connection.execute("DELETE FROM entries WHERE slot <= ?", (log_start,))
+
+    # ------------------------------------------------- the row stores' overlays
+
+    def row_marks(self) -> list[tuple[SqliteRowStore, int]]:
+        """Call when taking the batches to write (no await in between): which changes
+        taken from each row store those batches carry."""
+        return [(store, store.mark()) for store in self.row_stores]
+
+    def rows_committed(self, marks: list[tuple[SqliteRowStore, int]]) -> None:
+        """Call once ``write`` of those batches returned: the row stores let go of the
+        changes now on disk."""
+        for store, mark in marks:
+            store.committed(mark)
+
+    def row_stats(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for store in self.row_stores:
+            for name, value in store.stats().items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
+
     def close(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
+        for name in ("reader", "connection"):
+            connection = getattr(self, name)
+            if connection is not None:
+                connection.close()
+                setattr(self, name, None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lowpaxos.runtime.storage verify FILE ID``: every check of load, the
+    rows against their digests included; run it on a stopped replica's file or a copy."""
+    parser = argparse.ArgumentParser(prog="python -m lowpaxos.runtime.storage")
+    parser.add_argument("action", choices=["verify"])
+    parser.add_argument("file")
+    parser.add_argument("replica_id", type=int)
+    arguments = parser.parse_args(argv)
+    if not Path(arguments.file).exists():
+        print(f"{arguments.file}: no such file", file=sys.stderr)
+        return 2
+    storage = SqliteStorage(arguments.file, arguments.replica_id)
+    try:
+        state = storage.load(verify_rows=True)
+    except StorageCorrupt as error:
+        print(error, file=sys.stderr)
+        return 2
+    live = storage.mirror.pairs[storage.mirror.live]
+    print(f"{arguments.file}: ok; store index {state.store_index}, {live.data_rows} keys, "
+          f"{live.session_rows} sessions, {len(state.entries)} log entries, "
+          f"commit {state.commit_index}")
+    storage.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
