@@ -76,7 +76,8 @@ class Replica:
         self.limits = spec.limits
         self.me = spec.replica(replica_id)
         self.peer_addresses = {r.replica_id: r.address for r in spec.replicas}
-        self.storage = SqliteStorage(spec.database_path(replica_id), replica_id)
+        self.storage = SqliteStorage(spec.database_path(replica_id), replica_id,
+                                     images_max=spec.protocol.images_max)
         self.core: LowPaxosReplica | None = None
         self.boot_us = time.time_ns() // 1000
         # Message counter: starts at the boot time in µs so ids never repeat across restarts.
@@ -107,7 +108,7 @@ class Replica:
             self.trace = TraceWriter(self.spec.trace_dir / f"replica-{self.replica_id}.ndjson",
                                      self.boot_us)
         self.log.info("storage_loaded", path=str(self.storage.path), promised=list(durable.promised),
-                      commit_index=durable.commit_index, snapshot_index=durable.snapshot_index,
+                      commit_index=durable.commit_index, store_index=durable.store_index,
                       entries=len(durable.entries))
 
     async def run(self) -> None:
@@ -234,12 +235,16 @@ class Replica:
             groups, self.pending = self.pending, []
             records = [record for effects, _, _ in groups for record in effects.persist]
             if records:
+                # The row changes these records carry, taken with the groups (no await between):
+                # the row stores keep them in memory until the transaction is durable.
+                row_marks = self.storage.row_marks()
                 try:
                     await loop.run_in_executor(self.storage_thread, self.storage.write, records)
                 except Exception as error:
                     # Without durable storage the replica must not speak: stop the process.
                     self.log.error("storage_write_failed", error=repr(error))
                     os._exit(3)
+                self.storage.rows_committed(row_marks)
             for effects, sends, events in groups:
                 for target, datagram in sends:
                     self.send_datagram(target, datagram)
@@ -427,7 +432,7 @@ class Replica:
             f"ballot_replica:{core.promised.replica}",
             f"commit_index:{core.commit_index}",
             f"applied_index:{core.applied_index}",
-            f"snapshot_index:{core.snapshot_index}",
+            f"snapshot_index:{core.rows_persisted_index}",  # the stored rows' index
             f"log_start:{core.log_start}",
             f"slots_in_memory:{len(core.log)}",
             f"pending_commands:{len(core.pending)}",
@@ -437,6 +442,7 @@ class Replica:
             f"storage_transactions:{self.storage.transactions}",
             f"storage_records:{self.storage.records_written}",
             f"storage_write_seconds:{self.storage.write_seconds:.3f}",
+            *(f"rows_{name}:{value}" for name, value in self.storage.row_stats().items()),
             f"used_cpu_seconds:{usage.ru_utime + usage.ru_stime:.3f}",
             f"peak_rss_kb:{usage.ru_maxrss}",
         ]

@@ -36,14 +36,18 @@ The contract this relies on (the core and replica.py keep it):
 
 * the rows a ``take_changes()`` returns go into a persist record of the same
   Effects batch, so ``mark()`` taken with the batch covers exactly the layers
-  that batch writes;
+  that batch writes (the core may also throw changes away, as install_snapshot
+  does with the old KVS, if it ``clear()``s the store right after);
 * after ``clear()``, the record that empties the pair on disk (SaveStaged with
   ``reset``, or SaveInstall for the old KVS pair) is in the batch of the store's
   next ``take_changes()`` or in an earlier one.
 
 ``image()`` opens its own connection and a read transaction, so it keeps seeing the
-last committed state while writes go on; its index is the index of the last
-committed SaveRows (or SaveInstall), which may lag the core's in-memory rows.
+last committed state of the pair while writes go on. Its index, digest and horizon
+are the pair's meta in that state: the index of the last committed SaveRows or
+SaveInstall, which may lag the core's in-memory rows, or 0 when the pair is still
+the staging area on disk (an install not yet committed), which the core treats as
+no image.
 
 Keys are stored as BLOBs of ``key.encode("utf-8", "surrogatepass")``. UTF-8 with
 surrogates encoded in their three-byte form orders bytes exactly as Python orders
@@ -54,7 +58,7 @@ order of kvs.py for every str, not only the runtime's latin-1 keys
 Bounds: the cache holds at most ``cache_rows_max`` rows and about
 ``cache_bytes_max`` bytes (Python's per-row overhead counted); layers hold what
 the core changed during one fsync (the core bounds its batches); at most
-``IMAGES_MAX`` images are open per store.
+``images_max`` images are open per store (the core's own bound, asserted here).
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ import msgpack
 from lowpaxos.kvs import DATA, DIGEST_MODULUS, KINDS, REMOVED, SESSION, row_hash
 
 PAIRS = ("a", "b")
-IMAGES_MAX = 4  # per store; the core keeps one or two (a transfer being served, and its successor)
+IMAGES_MAX = 2  # per store, unless the driver passes the core's images_max
 CACHE_ROWS_MAX = 65536
 CACHE_BYTES_MAX = 16 << 20
 # What a cached row costs beyond its key and value: the key tuple, the row tuple, the
@@ -288,8 +292,8 @@ class SqliteRowStore:
     ``reader`` (a connection owned by the event-loop thread)."""
 
     def __init__(self, path: Path, reader: sqlite3.Connection, pair: str, meta: PairMeta,
-                 cache_rows_max: int = CACHE_ROWS_MAX, cache_bytes_max: int = CACHE_BYTES_MAX
-                 ) -> None:
+                 cache_rows_max: int = CACHE_ROWS_MAX, cache_bytes_max: int = CACHE_BYTES_MAX,
+                 images_max: int = IMAGES_MAX) -> None:
         assert pair in PAIRS, pair
         self.path = Path(path)
         self.reader = reader
@@ -307,6 +311,7 @@ class SqliteRowStore:
         self.cache_bytes_max = cache_bytes_max
         self.cache_hits = 0
         self.cache_misses = 0
+        self.images_max = images_max
         self.images_open = 0
         kv = f"kv_{pair}"
         self._get_sql = f"SELECT value, version FROM {kv} WHERE kind = ? AND key = ?"
@@ -492,8 +497,7 @@ class SqliteRowStore:
                 self._cache_put(name, None if value is None else (value, version))
 
     def image(self) -> SqliteImage:
-        assert not self._base_hidden(), "an image of a store whose clear() is not on disk yet"
-        assert self.images_open < IMAGES_MAX, f"more than {IMAGES_MAX} images open"
+        assert self.images_open < self.images_max, f"more than {self.images_max} images open"
         image = SqliteImage(self.path, self.pair, self)
         self.images_open += 1
         return image

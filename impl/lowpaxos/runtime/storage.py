@@ -182,11 +182,13 @@ class SqliteStorage:
 
     def __init__(self, path: str | Path, replica_id: int,
                  cache_rows_max: int = rowstore.CACHE_ROWS_MAX,
-                 cache_bytes_max: int = rowstore.CACHE_BYTES_MAX) -> None:
+                 cache_bytes_max: int = rowstore.CACHE_BYTES_MAX,
+                 images_max: int = rowstore.IMAGES_MAX) -> None:
         self.path = Path(path)
         self.replica_id = replica_id
         self.cache_rows_max = cache_rows_max
         self.cache_bytes_max = cache_bytes_max
+        self.images_max = images_max
         self.connection: sqlite3.Connection | None = None
         self.reader: sqlite3.Connection | None = None
         self.mirror = Mirror()
@@ -336,7 +338,7 @@ class SqliteStorage:
         """A row store over ``pair`` as last committed (StoredState.open_store/open_staging)."""
         assert self.reader is not None, "load() before opening row stores"
         store = SqliteRowStore(self.path, self.reader, pair, self.mirror.pairs[pair],
-                               self.cache_rows_max, self.cache_bytes_max)
+                               self.cache_rows_max, self.cache_bytes_max, self.images_max)
         self.row_stores.append(store)
         return store
 
