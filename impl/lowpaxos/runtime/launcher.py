@@ -5,6 +5,11 @@ one ``python -m lowpaxos.runtime.replica`` process per replica (each in its own
 process group), waits until each answers PING, and can kill (SIGKILL) and
 restart single replicas. ``stop`` ends every process it started. Every replica
 also gets ``--lifetime-seconds``, so none outlives a crashed launcher for long.
+
+``lowpaxos cluster`` (``command``) also supervises: a replica that exits is
+restarted after a back-off (``RestartBackoff``) while the others keep serving,
+as a process supervisor would restart a replica on a real machine. It restarts
+from its database, like after SIGKILL. Ctrl-C, SIGTERM or ``--seconds`` stop all.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from lowpaxos.runtime.cluster import new_key_hex, write_cluster_file
 
 READY_TIMEOUT_S = 20.0
+SUPERVISE_INTERVAL_S = 0.2  # how often the launcher looks at its replicas
 
 
 def free_ports(count: int, kind: int) -> list[int]:
@@ -145,6 +151,65 @@ class LocalCluster:
         self.stop()
 
 
+class RestartBackoff:
+    """How long to wait before restarting a replica that exited (time passed in).
+
+    The first restart waits ``first_s``; each exit soon after a restart doubles the
+    wait, up to ``max_s``, so a replica that cannot start (a corrupt database, a port
+    taken) costs a line every ``max_s`` instead of a busy loop. A run that lasted
+    ``stable_s`` counts as healthy and resets the wait.
+    """
+
+    def __init__(self, first_s: float = 0.5, max_s: float = 10.0, stable_s: float = 30.0) -> None:
+        assert 0 < first_s <= max_s, "the first wait is positive and at most the longest"
+        self.first_s = first_s
+        self.max_s = max_s
+        self.stable_s = stable_s
+        self.next_s = first_s
+
+    def after_exit(self, ran_s: float) -> float:
+        """The wait before the next start, for a process that ran ``ran_s`` seconds."""
+        if ran_s >= self.stable_s:
+            self.next_s = self.first_s
+        delay = self.next_s
+        self.next_s = min(self.max_s, self.next_s * 2)
+        return delay
+
+
+class Supervisor:
+    """Restart the replicas of ``cluster`` that exit, each after its own back-off.
+
+    ``poll(now)`` is called every SUPERVISE_INTERVAL_S with the monotonic time; it
+    prints one line per exit and per restart (the smoke test greps for 'exited').
+    """
+
+    def __init__(self, cluster: LocalCluster, now: float, print_line=print) -> None:
+        self.cluster = cluster
+        self.print_line = print_line
+        self.backoff = {replica_id: RestartBackoff() for replica_id in range(cluster.count)}
+        self.started_at = {replica_id: now for replica_id in range(cluster.count)}
+        self.restart_at: dict[int, float] = {}  # replica id -> when to start it again
+        self.restarts = 0
+
+    def poll(self, now: float) -> None:
+        for replica_id, process in list(self.cluster.processes.items()):
+            if replica_id in self.restart_at:
+                if now >= self.restart_at[replica_id]:
+                    del self.restart_at[replica_id]
+                    self.cluster.start_replica(replica_id, wait=False)
+                    self.started_at[replica_id] = now
+                    self.restarts += 1
+                    self.print_line(f"replica {replica_id} restarted "
+                                    f"(pid {self.cluster.processes[replica_id].pid})")
+                continue
+            if process.poll() is None:
+                continue
+            delay = self.backoff[replica_id].after_exit(now - self.started_at[replica_id])
+            self.restart_at[replica_id] = now + delay
+            self.print_line(f"replica {replica_id} exited with {process.returncode}; restarting "
+                            f"in {delay:g} s (log: {self.cluster.directory}/replica-{replica_id}.log)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``lowpaxos cluster`` options (lowpaxos.cli calls this)."""
     parser.add_argument("--replicas", type=int, default=3)
@@ -163,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command(arguments: argparse.Namespace) -> int:
-    """Start the cluster, print the RESP ports and a ready line, stop on Ctrl-C."""
+    """Start the cluster, print the RESP ports and a ready line, restart replicas that
+    exit, stop on Ctrl-C, SIGTERM or after ``--seconds``."""
     if not 1 <= arguments.replicas <= 255:
         print("lowpaxos cluster: --replicas must lie in 1..255", file=sys.stderr)
         return 2
@@ -179,18 +245,20 @@ def command(arguments: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     try:
         cluster.start()
+        pids = cluster.pids()
         for replica_id, port in enumerate(cluster.resp_ports):
-            print(f"replica {replica_id}: RESP on 127.0.0.1:{port} (redis-cli -p {port})", flush=True)
+            print(f"replica {replica_id}: RESP on 127.0.0.1:{port} (redis-cli -p {port}), "
+                  f"pid {pids[replica_id]}", flush=True)
         print(f"cluster files and logs in {directory}", flush=True)
         print(f"ready: {arguments.replicas} LowPaxos replicas; Ctrl-C stops", flush=True)
+        supervisor = Supervisor(cluster, time.monotonic(),
+                                lambda line: print(line, flush=True))
         deadline = time.monotonic() + arguments.seconds
+        # Bounded by --seconds (or a stop signal).
         while not stop["now"] and time.monotonic() < deadline:
-            time.sleep(0.2)
-            for replica_id, process in cluster.processes.items():
-                if process.poll() is not None:
-                    print(f"replica {replica_id} exited with {process.returncode}; stopping",
-                          flush=True)
-                    stop["now"] = True
+            time.sleep(SUPERVISE_INTERVAL_S)
+            if not stop["now"]:
+                supervisor.poll(time.monotonic())
     finally:
         cluster.stop()
         print("stopped", flush=True)

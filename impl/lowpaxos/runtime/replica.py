@@ -28,6 +28,25 @@ waits for earlier commands of its connection on the same keys (pipeline.py).
 Bounds: at most pipeline_depth_max commands and reply futures per connection
 (connections <= connections_max), forwarded requests <= forwarded_requests_max,
 datagrams <= datagram_bytes_max, in-flight commands <= the core's window and queue.
+
+Failures
+--------
+The process never dies of one bad input or one failed send; it logs a JSON line,
+counts the failure (INFO) and goes on. A send the kernel refuses, an error the
+socket reports later (asyncio-dgram raises it from the next ``recv``), a message
+the codec refuses to encode (it is then lost, which Paxos tolerates) and an
+exception while handling one datagram, tick or command are all caught where they
+happen. An exception inside the core is different: the core may be left half
+updated (say, a promise raised in memory whose record never reached the batch),
+and going on with it could break the rule that the replica acts only on durable
+state. So the runtime stops feeding that core, lets the flush loop write and send
+the batches it already returned (they are whole and valid), and then builds a new
+core from the database: exactly what a crash and restart would do, without losing
+the process, its sockets or its clients. What still ends the process on purpose:
+a storage write that fails (exit 3: without durable storage a replica must not
+speak), durable state that cannot be read back for a rebuild (the same), and one
+of the three loops ending by a bug it did not catch (exit 4). ``lowpaxos cluster``
+restarts a replica that exits (launcher.py).
 """
 
 from __future__ import annotations
@@ -35,12 +54,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import errno
 import os
 import random
 import resource
 import signal
 import sys
 import time
+import traceback
 from collections import Counter, OrderedDict
 
 from lowpaxos import __version__, codec
@@ -59,10 +80,24 @@ ATTEMPT_TIMEOUT_S = 1.0  # one try at the believed leader before trying elsewher
 NO_LEADER_PAUSE_S = 0.05  # wait this long when nobody knows the leader (an election runs)
 BUSY_PAUSE_S = 0.01
 RECEIVE_BUFFER_BYTES = 4 << 20
+# Errors that can repeat at packet rate (a peer down, a poison message retransmitted)
+# are logged at most once per interval per kind, with the count of those not logged.
+ERROR_LOG_INTERVAL_S = 1.0
+ERROR_LOG_KINDS_MAX = 256
+TRACEBACK_CHARS_MAX = 4000
+REBIND_PAUSE_S = 0.1
+EXIT_STORAGE_FAILED = 3
+EXIT_LOOP_FAILED = 4
 
 
 class CommandFailed(Exception):
     """A command that got no definite answer (RESP error text in the message)."""
+
+
+def format_traceback(error: BaseException) -> str:
+    """The traceback of ``error`` for a log line, bounded (the innermost frames kept)."""
+    text = "".join(traceback.format_exception(error))
+    return text[-TRACEBACK_CHARS_MAX:]
 
 
 class Replica:
@@ -76,8 +111,7 @@ class Replica:
         self.limits = spec.limits
         self.me = spec.replica(replica_id)
         self.peer_addresses = {r.replica_id: r.address for r in spec.replicas}
-        self.storage = SqliteStorage(spec.database_path(replica_id), replica_id,
-                                     images_max=spec.protocol.images_max)
+        self.storage = self.new_storage()
         self.core: LowPaxosReplica | None = None
         self.boot_us = time.time_ns() // 1000
         # Message counter: starts at the boot time in µs so ids never repeat across restarts.
@@ -94,51 +128,84 @@ class Replica:
         self.stop_event: asyncio.Event | None = None
         self.flush_wakeup: asyncio.Event | None = None
         self.storage_thread = concurrent.futures.ThreadPoolExecutor(1, "lowpaxos-storage")
+        # Set when a core step raised: the core is fed nothing until it is rebuilt.
+        self.core_failed = False
+        # Rate limit of repeated error logs: kind -> (last logged, not logged since).
+        self.error_log_state: dict[str, tuple[float, int]] = {}
 
     # ------------------------------------------------------------------ start
 
     def open_storage(self) -> None:
         """Load durable state (raises StorageCorrupt) and build the core from it."""
         durable = self.storage.load()
-        self.core = LowPaxosReplica(
-            self.spec.protocol, self.replica_id, random.Random(self.boot_us ^ self.replica_id),
-            durable=durable, trace=self.spec.trace_dir is not None,
-        )
-        if self.spec.trace_dir is not None:
-            self.trace = TraceWriter(self.spec.trace_dir / f"replica-{self.replica_id}.ndjson",
-                                     self.boot_us)
+        self.core = self.new_core(durable)
         self.log.info("storage_loaded", path=str(self.storage.path), promised=list(durable.promised),
                       commit_index=durable.commit_index, store_index=durable.store_index,
                       entries=len(durable.entries))
 
-    async def run(self) -> None:
-        import asyncio_dgram
+    def new_storage(self) -> SqliteStorage:
+        return SqliteStorage(self.spec.database_path(self.replica_id), self.replica_id,
+                             images_max=self.spec.protocol.images_max)
 
+    def new_core(self, durable) -> LowPaxosReplica:
+        """A core built from ``durable``, with its trace file under the current boot."""
+        core = LowPaxosReplica(
+            self.spec.protocol, self.replica_id, random.Random(self.boot_us ^ self.replica_id),
+            durable=durable, trace=self.spec.trace_dir is not None,
+        )
+        if self.spec.trace_dir is not None:
+            if self.trace is not None:
+                self.trace.close()
+            self.trace = TraceWriter(self.spec.trace_dir / f"replica-{self.replica_id}.ndjson",
+                                     self.boot_us)
+        return core
+
+    async def bind_udp(self) -> None:
+        import asyncio_dgram
+        import socket
+
+        self.stream = await asyncio_dgram.bind(self.me.bind)
+        sock = self.stream.socket
+        for option in ("SO_RCVBUF", "SO_SNDBUF"):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, getattr(socket, option), RECEIVE_BUFFER_BYTES)
+            except OSError:
+                pass
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT or the lifetime; the process exit status."""
         loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
         self.flush_wakeup = asyncio.Event()
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signal_number, self.stop_event.set)
-        self.stream = await asyncio_dgram.bind(self.me.bind)
-        sock = self.stream.socket
-        for option in ("SO_RCVBUF", "SO_SNDBUF"):
-            try:
-                import socket
-                sock.setsockopt(socket.SOL_SOCKET, getattr(socket, option), RECEIVE_BUFFER_BYTES)
-            except OSError:
-                pass
-        server = await asyncio.start_server(self.serve_client, *self.me.resp,
-                                            limit=self.limits.inline_bytes_max * 2)
+        try:
+            await self.bind_udp()
+            server = await asyncio.start_server(self.serve_client, *self.me.resp,
+                                                limit=self.limits.inline_bytes_max * 2)
+        except OSError as error:
+            self.log.error("cannot_listen", error=str(error))
+            print(f"lowpaxos replica {self.replica_id}: cannot listen: {error}", file=sys.stderr)
+            if self.stream is not None:
+                self.stream.close()
+            self.storage_thread.shutdown(wait=True)
+            self.storage.close()
+            return 2
         tasks = [asyncio.create_task(coroutine) for coroutine in
                  (self.receive_loop(), self.tick_loop(), self.flush_loop())]
         self.log.info("replica_ready", udp=f"{self.me.bind[0]}:{self.me.bind[1]}",
                       resp=f"{self.me.resp[0]}:{self.me.resp[1]}", pid=os.getpid())
+        status = 0
         try:
             stopper = asyncio.create_task(self.stop_event.wait())
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise task.exception()
+                if task is not stopper and not task.cancelled() and task.exception() is not None:
+                    # Each loop catches what one input can raise, so this is a bug in a
+                    # loop itself: say so and exit non-zero; the launcher restarts us.
+                    self.log.error("loop_failed", error=repr(task.exception()),
+                                   traceback=format_traceback(task.exception()))
+                    status = EXIT_LOOP_FAILED
         finally:
             server.close()
             for task in tasks:
@@ -149,15 +216,119 @@ class Replica:
             self.storage.close()
             if self.trace is not None:
                 self.trace.close()
-            self.log.info("replica_stopped")
+            self.log.info("replica_stopped", status=status)
+        return status
+
+    # --------------------------------------------------------------- failures
+
+    def log_error_limited(self, kind: str, event: str, **fields) -> None:
+        """Log ``event`` unless ``kind`` was logged within ERROR_LOG_INTERVAL_S; the next
+        line logged for ``kind`` says how many were not (``repeats``)."""
+        now = time.monotonic()
+        last, unlogged = self.error_log_state.get(kind, (-ERROR_LOG_INTERVAL_S, 0))
+        if now - last < ERROR_LOG_INTERVAL_S:
+            self.error_log_state[kind] = (last, unlogged + 1)
+            return
+        if kind not in self.error_log_state and len(self.error_log_state) >= ERROR_LOG_KINDS_MAX:
+            self.error_log_state.clear()  # bounded; forgetting only makes us log again
+        self.error_log_state[kind] = (now, 0)
+        self.log.error(event, repeats=unlogged, **fields)
+
+    def socket_error(self, error: OSError) -> None:
+        """An error the UDP socket reported (EMSGSIZE, ECONNREFUSED, ...): a datagram was
+        lost, which the protocol's retransmissions cover."""
+        name = errno.errorcode.get(error.errno, "unknown").lower()
+        self.drops[f"socket_error_{name}"] += 1
+        self.log_error_limited(f"socket_error_{name}", "socket_error", error=str(error))
+
+    def input_failed(self, what: str, error: Exception) -> None:
+        """An exception outside the core while handling one input: drop the input."""
+        self.stats["input_exceptions"] += 1
+        self.log_error_limited(f"input_{what}_{type(error).__name__}", "input_failed", input=what,
+                               error=repr(error), traceback=format_traceback(error))
+
+    def feed_core(self, what: str, received: tuple[int, int] | None, function, *arguments) -> None:
+        """Run one core step and enqueue its batch (``received``: the message id handled).
+
+        After an exception in either, the core may be half updated, or ahead of the
+        batch that should have recorded its change (see Failures in the module
+        docstring), so it gets no further input: the flush loop rebuilds it from the
+        database once the batches it already returned are written and sent.
+        """
+        if self.core_failed:
+            self.drops["core_rebuilding"] += 1
+            return
+        try:
+            self.enqueue(function(*arguments), received)
+        except Exception as error:  # noqa: BLE001 - one bad step must not end the process
+            self.core_failed = True
+            self.stats["core_exceptions"] += 1
+            self.log.error("core_exception", input=what, error=repr(error),
+                           traceback=format_traceback(error))
+            self.flush_wakeup.set()
+
+    async def rebuild_core(self) -> None:
+        """A new core from the database (an in-process restart; see feed_core).
+
+        The storage object is replaced too: its row stores may hold changes the failed
+        core made and never handed over in a batch, and a restart would not see them.
+        """
+        assert self.core_failed, "only a failed core is rebuilt"
+        assert not self.pending, "every batch of the failed core is written first"
+        loop = asyncio.get_running_loop()
+        old = self.storage
+        try:
+            await loop.run_in_executor(self.storage_thread, old.close)
+            storage = self.new_storage()
+            durable = await loop.run_in_executor(self.storage_thread, storage.load)
+            storage.transactions = old.transactions
+            storage.records_written = old.records_written
+            storage.write_seconds = old.write_seconds
+            self.storage = storage
+            # A new incarnation: traces show a restart (a new boot) as after a crash.
+            self.boot_us = max(time.time_ns() // 1000, self.boot_us + 1)
+            self.counter = max(self.counter, self.boot_us)
+            self.core = self.new_core(durable)
+        except Exception as error:  # noqa: BLE001
+            # Durable state that cannot be read back or built into a core would fail a
+            # restart too: stop, as for a failed write.
+            self.log.error("core_rebuild_failed", error=repr(error),
+                           traceback=format_traceback(error))
+            os._exit(EXIT_STORAGE_FAILED)
+        self.core_failed = False
+        self.stats["core_rebuilds"] += 1
+        self.log.warning("core_rebuilt", commit_index=self.core.commit_index,
+                         promised=list(self.core.promised))
 
     # ----------------------------------------------------------------- inputs
 
     async def receive_loop(self) -> None:
-        stream = self.stream
+        import asyncio_dgram
+
+        # Bounded by the process lifetime; each pass takes one datagram or one error.
         while True:
-            data, _address = await stream.recv()
-            self.handle_datagram(data)
+            try:
+                data, _address = await self.stream.recv()
+            except asyncio_dgram.TransportClosed:
+                # The event loop closed the socket after an error it found fatal: open it
+                # again (same address) rather than go deaf.
+                self.stats["udp_rebinds"] += 1
+                self.log.error("udp_socket_closed", action="rebind")
+                self.stream.close()
+                await asyncio.sleep(REBIND_PAUSE_S)
+                try:
+                    await self.bind_udp()
+                except OSError as error:
+                    self.log_error_limited("rebind", "udp_rebind_failed", error=str(error))
+                continue
+            except OSError as error:
+                # asyncio-dgram raises here what the socket reported for an earlier send.
+                self.socket_error(error)
+                continue
+            try:
+                self.handle_datagram(data)
+            except Exception as error:  # noqa: BLE001 - one datagram must not end the process
+                self.input_failed("datagram", error)
 
     def handle_datagram(self, data: bytes) -> None:
         self.stats["datagrams_received"] += 1
@@ -187,10 +358,11 @@ class Replica:
             while len(self.forwarded) > self.limits.forwarded_requests_max:
                 self.forwarded.popitem(last=False)
                 self.drops["forwarded_overflow"] += 1
-            self.enqueue(self.core.on_client_request(message), (sender, counter))
+            self.feed_core("client_request", (sender, counter), self.core.on_client_request, message)
             return
         self.stats["messages_received"] += 1
-        self.enqueue(self.core.on_message(sender, message), (sender, counter))
+        self.feed_core(type(message).__name__, (sender, counter), self.core.on_message, sender,
+                       message)
 
     async def tick_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -204,7 +376,7 @@ class Replica:
                 await asyncio.sleep(delay)
             elif delay < -10 * interval:
                 next_time = loop.time()  # overloaded: skip ticks rather than burst them
-            self.enqueue(self.core.on_tick(), None)
+            self.feed_core("tick", None, self.core.on_tick)
         self.log.info("lifetime_over", seconds=self.lifetime_s)
 
     # ---------------------------------------------------------------- effects
@@ -216,14 +388,25 @@ class Replica:
         for target, message in effects.send:
             assert target != self.replica_id, "a core never sends to itself"
             self.counter += 1
-            sends.append((target, seal(self.key, self.replica_id, self.counter, codec.encode(message))))
+            try:
+                payload = codec.encode(message)
+            except codec.EncodeError as error:
+                # The message is lost (its counter too, so trace ids stay as the core
+                # sent them); the protocol's retransmission covers a lost message.
+                self.drops[f"encode_{error.reason}"] += 1
+                self.log_error_limited(f"encode_{error.reason}", "encode_failed",
+                                       message=type(message).__name__, target=target,
+                                       error=str(error)[:200])
+                continue
+            sends.append((target, seal(self.key, self.replica_id, self.counter, payload)))
         events = effects.trace
         if events:
             if received is not None:
                 for event in events:
                     event["received"] = list(received)
-            events[-1]["sent"] = [[target, self.replica_id, self.counter - len(sends) + 1 + index]
-                                  for index, (target, _) in enumerate(sends)]
+            first = self.counter - len(effects.send) + 1
+            events[-1]["sent"] = [[target, self.replica_id, first + index]
+                                  for index, (target, _) in enumerate(effects.send)]
         self.pending.append((effects, sends, events))
         self.flush_wakeup.set()
 
@@ -243,25 +426,40 @@ class Replica:
                 except Exception as error:
                     # Without durable storage the replica must not speak: stop the process.
                     self.log.error("storage_write_failed", error=repr(error))
-                    os._exit(3)
+                    os._exit(EXIT_STORAGE_FAILED)
                 self.storage.rows_committed(row_marks)
             for effects, sends, events in groups:
-                for target, datagram in sends:
-                    self.send_datagram(target, datagram)
-                for reply in effects.reply:
-                    self.deliver_reply(reply)
-                self.stats["commands_applied"] += len(effects.applied)
-                if events and self.trace is not None:
-                    self.trace.write(events)
+                try:
+                    for target, datagram in sends:
+                        self.send_datagram(target, datagram)
+                    for reply in effects.reply:
+                        self.deliver_reply(reply)
+                    self.stats["commands_applied"] += len(effects.applied)
+                    if events and self.trace is not None:
+                        self.trace.write(events)
+                except Exception as error:  # noqa: BLE001 - the rest of the batches still go
+                    self.input_failed("flush", error)
             if self.trace is not None:
-                self.trace.flush()
+                try:
+                    self.trace.flush()
+                except OSError as error:
+                    self.input_failed("trace_flush", error)
+            if self.core_failed and not self.pending:
+                await self.rebuild_core()
 
     def send_datagram(self, target: int, datagram: bytes) -> None:
+        if len(datagram) > self.limits.datagram_bytes_max:
+            # The kernel would refuse it (EMSGSIZE) or a peer would drop it as oversized.
+            self.drops["send_oversized"] += 1
+            self.log_error_limited("send_oversized", "send_oversized", target=target,
+                                   bytes=len(datagram), limit=self.limits.datagram_bytes_max)
+            return
         try:
             self.stream._transport.sendto(datagram, self.peer_addresses[target])
         except OSError as error:
             self.drops["send_failed"] += 1
-            self.log.debug("send_failed", target=target, error=repr(error))
+            self.log_error_limited(f"send_failed_{error.errno}", "send_failed", target=target,
+                                   error=str(error))
             return
         self.stats["datagrams_sent"] += 1
         self.stats["bytes_sent"] += len(datagram)
@@ -269,7 +467,15 @@ class Replica:
     def send_message(self, target: int, message) -> None:
         """Send outside a core batch (client forwarding: it reveals no core state)."""
         self.counter += 1
-        self.send_datagram(target, seal(self.key, self.replica_id, self.counter, codec.encode(message)))
+        try:
+            payload = codec.encode(message)
+        except codec.EncodeError as error:
+            self.drops[f"encode_{error.reason}"] += 1
+            self.log_error_limited(f"encode_{error.reason}", "encode_failed",
+                                   message=type(message).__name__, target=target,
+                                   error=str(error)[:200])
+            return
+        self.send_datagram(target, seal(self.key, self.replica_id, self.counter, payload))
 
     def deliver_reply(self, reply: ClientReply) -> None:
         key = (reply.client_id, reply.request_id)
@@ -302,7 +508,7 @@ class Replica:
                 waiter = loop.create_future()
                 self.waiters[key] = waiter
                 if target == self.replica_id:
-                    self.enqueue(self.core.on_client_request(request), None)
+                    self.feed_core("client_request", None, self.core.on_client_request, request)
                 else:
                     self.stats["requests_forwarded_out"] += 1
                     self.send_message(target, request)
@@ -385,6 +591,8 @@ class Replica:
             await replies  # every reply written (or the connection broke)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except Exception as error:  # noqa: BLE001 - one connection must not end the process
+            self.input_failed("connection", error)
         finally:
             replies.cancel()
             pipeline.cancel()
@@ -398,6 +606,9 @@ class Replica:
             return await spec.handler(self, session, arguments[1:]), spec.closes
         except (CommandFailed, BadArgument) as error:
             return resp.error(str(error)), False
+        except Exception as error:  # noqa: BLE001 - one command must not end the connection
+            self.input_failed("command", error)
+            return resp.error(f"ERR internal error: {type(error).__name__}; see the replica's log"), False
 
     def check_key(self, key: bytes) -> str:
         return check_key(self.limits, key)
@@ -474,7 +685,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(arguments: argparse.Namespace) -> int:
-    """Run one replica until SIGTERM/SIGINT (or its lifetime); 2 when it cannot start."""
+    """Run one replica until SIGTERM/SIGINT (or its lifetime). Exit status: 0 stopped,
+    2 cannot start (cluster file, database, address), 3 storage failed, 4 a loop failed."""
     logger = Logger(replica=arguments.id)
     try:
         spec = load_cluster(arguments.cluster)
@@ -492,13 +704,7 @@ def command(arguments: argparse.Namespace) -> int:
         print(f"lowpaxos replica {arguments.id}: {error}", file=sys.stderr)
         return 2
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        try:
-            runner.run(replica.run())
-        except OSError as error:
-            logger.error("cannot_listen", error=str(error))
-            print(f"lowpaxos replica {arguments.id}: {error}", file=sys.stderr)
-            return 2
-    return 0
+        return runner.run(replica.run())
 
 
 def main(argv: list[str] | None = None) -> int:
