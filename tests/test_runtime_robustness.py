@@ -28,7 +28,7 @@ from lowpaxos.runtime.cluster import load_cluster, write_cluster_file
 from lowpaxos.runtime.framing import seal
 from lowpaxos.runtime.launcher import LocalCluster, RestartBackoff, ping
 from lowpaxos.runtime.logs import Logger
-from lowpaxos.runtime.replica import Replica
+from lowpaxos.runtime.replica import REQUEST_BYTES_MAX, Replica
 
 redis = pytest.importorskip("redis")
 
@@ -154,7 +154,9 @@ def test_unencodable_and_oversized_messages_are_dropped_and_counted(tmp_path):
     accept = Accept(Ballot(1, 0), 1, (huge,), 0, 0)
     replica.enqueue(Effects(send=[(1, accept)]), None)
     assert replica.drops["encode_oversized"] == 1
-    replica.send_message(1, ClientRequest(Command(1, 2, "put", "k", b"y" * 3000)))
+    replica.send_message(1, ClientRequest(huge))
+    assert replica.drops["encode_oversized"] == 2
+    replica.send_datagram(1, b"y" * 2001)
     assert replica.drops["send_oversized"] == 1
     assert replica.stream.sent == []
     assert {"encode_failed", "send_oversized"} <= {event["event"] for event in log_events(log)}
@@ -181,13 +183,13 @@ def wait_for_leader(client, timeout_s: float = 20.0) -> None:
             assert time.monotonic() < deadline, "no leader elected"
 
 
-def test_replica_processes_survive_a_message_over_the_limits(tmp_path):
+def test_replica_processes_survive_messages_over_a_datagram_and_over_the_codec(tmp_path):
     """Reproduces the crash of `redis-benchmark -d 100` (a message over one UDP datagram
-    killed the process): a SET whose message exceeds what the codec and one datagram
-    carry, through a follower and through the leader, gets an error and every process
-    keeps serving."""
+    killed the process): a SET of 100 KB through a follower and through the leader now
+    travels in fragments and reads back; a SET whose message would exceed what the
+    codec carries is refused with an error; every process keeps serving."""
     size = codec.MESSAGE_BYTES_MAX + 1024
-    limits = {"value_bytes_max": 2 * size, "bulk_bytes_max": 2 * size, "request_timeout_ms": 1500}
+    limits = {"value_bytes_max": 2 * size, "bulk_bytes_max": 2 * size}
     with LocalCluster(tmp_path, 3, limits=limits, lifetime_s=120) as cluster:
         cluster.start()
         clients = [redis.Redis(port=port, protocol=2, socket_timeout=20)
@@ -195,15 +197,20 @@ def test_replica_processes_survive_a_message_over_the_limits(tmp_path):
         wait_for_leader(clients[0])
         leader = next(i for i, c in enumerate(clients) if c.info()["role"] == "leader")
         follower = (leader + 1) % 3
+        # Over the request bound (the Accept must still encode), and over the codec's.
+        too_big = {follower: REQUEST_BYTES_MAX + 1, leader: size}
         for replica_id in (follower, leader):
-            with pytest.raises(redis.ResponseError):
-                clients[replica_id].set("big", b"x" * size)
-        time.sleep(1.0)  # several accept retries of the leader's open slot, if any
+            value = bytes([replica_id]) * 100_000
+            assert clients[replica_id].set(f"100k-{replica_id}", value) is True
+            assert clients[(replica_id + 1) % 3].get(f"100k-{replica_id}") == value
+            with pytest.raises(redis.ResponseError, match="refused"):
+                clients[replica_id].set("too-big", b"x" * too_big[replica_id])
         assert all(process.poll() is None for process in cluster.processes.values())
         assert all(c.ping() for c in clients)
-        drops = {name: value for c in clients for name, value in c.info().items()
-                 if name.startswith("drop_encode") or name.startswith("drop_send")}
-        assert drops, "the oversized message was counted"
+        infos = [c.info() for c in clients]
+        assert infos[follower]["drop_request_oversized"] == 1
+        assert infos[leader]["drop_encode_oversized"] == 1
+        assert sum(info.get("messages_reassembled", 0) for info in infos) >= 4
 
 
 def read_lines(stream, lines: queue.Queue) -> None:

@@ -20,7 +20,7 @@ from lowpaxos.protocols.lowpaxos.messages import (
 )
 from lowpaxos.runtime import resp
 from lowpaxos.runtime.cluster import ClusterFileError, load_cluster, load_key, write_cluster_file
-from lowpaxos.runtime.framing import FrameError, open_frame, peek_sender, seal
+from lowpaxos.runtime.framing import MESSAGE, FrameError, open_frame, peek_sender, seal
 from lowpaxos.runtime.storage import SqliteStorage, StorageCorrupt
 
 KEY = bytes(range(32))
@@ -87,10 +87,10 @@ def test_resp_reply_parser_reads_every_kind():
 
 
 def test_frame_round_trip_and_sender_peek():
-    """A sealed datagram opens to its sender, counter and payload."""
+    """A sealed datagram opens to its kind, sender, counter and payload."""
     datagram = seal(KEY, 2, 99, b"payload")
     assert peek_sender(datagram) == 2
-    assert open_frame(KEY, datagram, 3, 65507) == (2, 99, b"payload")
+    assert open_frame(KEY, datagram, 3, 65507) == (MESSAGE, 2, 99, b"payload")
 
 
 @pytest.mark.parametrize("mutate, reason", [
@@ -270,6 +270,8 @@ def test_cluster_file_round_trip_and_key(tmp_path, monkeypatch):
     ("[protocol]\nq1 = 1\nq2 = 1\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n"
      "[[replica]]\nid = 1\naddress='h:3'\nresp='h:4'\n", "must exceed N"),
     ("[limits]\nbogus = 1\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n", "unknown setting"),
+    ("[limits]\nfragment_payload_bytes = 1500\ndatagram_bytes_max = 1500\n"
+     "[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n", "must fit datagram_bytes_max"),
     ("this is = = not toml", "not valid TOML"),
 ])
 def test_cluster_file_errors_name_the_problem(tmp_path, text, message):

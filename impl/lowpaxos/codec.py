@@ -27,9 +27,11 @@ from lowpaxos.core.api import OPS, ClientReply, ClientRequest, Command, ReplySta
 from lowpaxos.kvs import MGET_KEYS_MAX, MSET_PAIRS_MAX, SCAN_COUNT_MAX, valid_command
 from lowpaxos.protocols.lowpaxos import messages as lp
 
-# A datagram-sized protocol needs far less; this bounds what a hostile peer can
-# make us parse (a snapshot of a small KVS fits with room to spare).
-MESSAGE_BYTES_MAX = 1 << 20
+# The largest message, encoded: room for an Accept or CatchupReply carrying one
+# command with a 1 MiB value and a 1 MiB expected value (CAS), or a Promise with a
+# few such slots. It bounds what a peer can make us parse and reassemble; the
+# runtime sends a message larger than one datagram in fragments (runtime/fragments.py).
+MESSAGE_BYTES_MAX = 4 << 20
 TYPE_TAG_MAX = 127
 UINT64_MAX = (1 << 64) - 1
 INT64_MAX = (1 << 63) - 1

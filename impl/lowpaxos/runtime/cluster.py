@@ -8,7 +8,7 @@ describes the whole deployment (see docs/runtime.md for an example)::
     key_file = "cluster.key"     # hex; LOWPAXOS_CLUSTER_KEY (hex) in the environment wins
 
     [limits]                     # optional, see Limits
-    value_bytes_max = 1024
+    value_bytes_max = 1048576
 
     [protocol]                   # optional LowPaxosConfig fields (times in ticks)
     window_slots = 8
@@ -29,7 +29,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lowpaxos import codec
 from lowpaxos.protocols.lowpaxos.config import LowPaxosConfig
+from lowpaxos.runtime import fragments, framing
 
 KEY_ENVIRONMENT_VARIABLE = "LOWPAXOS_CLUSTER_KEY"
 KEY_BYTES_MIN = 16
@@ -43,16 +45,52 @@ class ClusterFileError(ValueError):
 class Limits:
     """Bounds on what one replica accepts from clients and peers."""
 
-    value_bytes_max: int = 1024  # a SET value above this is refused, never truncated
+    value_bytes_max: int = 1 << 20  # a SET value above this is refused, never truncated
     key_bytes_max: int = 512
     bulk_bytes_max: int = 1 << 20  # a RESP bulk string above this closes the connection
     arguments_max: int = 64  # RESP arguments in one command
     inline_bytes_max: int = 4096  # one inline command line or one RESP header line
     pipeline_depth_max: int = 64  # commands parsed ahead of their replies, per connection
     connections_max: int = 1024
-    datagram_bytes_max: int = 65507  # the largest UDP payload over IPv4
+    # One datagram, whole message or fragment, sent or accepted (the largest UDP payload
+    # over IPv4); messages above fragment_payload_bytes travel as fragments.
+    datagram_bytes_max: int = 65507
     request_timeout_ms: int = 5000  # a client command unanswered this long gets an error
     forwarded_requests_max: int = 65536  # requests a leader answers on behalf of followers
+    # A message whose encoding is larger than this travels in fragments of this size, so
+    # that a datagram (1240 bytes with its headers) fits one unfragmented IP packet on
+    # common links (Ethernet, most tunnels): the loss of one fragment is then the loss
+    # of one datagram, repaired by a NACK for just that fragment.
+    fragment_payload_bytes: int = 1200
+    fragment_store_bytes_max: int = 8 << 20  # fragments of recent large messages, kept for NACKs
+    reassembly_bytes_max: int = 16 << 20  # partial messages being reassembled (their full sizes)
+    reassembly_messages_max: int = 64  # partial messages being reassembled
+    fragment_nack_delay_ms: int = 5  # a partial message this long without progress is NACKed
+
+    def problem(self) -> str | None:
+        """Why these limits cannot work together, or None."""
+        fragment_datagram_bytes = self.fragment_payload_bytes + framing.FRAGMENT_OVERHEAD_BYTES
+        if not 1 <= self.datagram_bytes_max <= 65507:
+            return "datagram_bytes_max must lie in 1..65507 (the largest UDP payload)"
+        if not 64 <= self.fragment_payload_bytes <= framing.CHUNK_BYTES_MAX:
+            return f"fragment_payload_bytes must lie in 64..{framing.CHUNK_BYTES_MAX}"
+        if fragment_datagram_bytes > self.datagram_bytes_max:
+            return (f"a fragment datagram ({fragment_datagram_bytes} bytes) must fit "
+                    f"datagram_bytes_max ({self.datagram_bytes_max})")
+        if fragments.fragment_count(codec.MESSAGE_BYTES_MAX, self.fragment_payload_bytes) \
+                > fragments.FRAGMENTS_MAX:
+            return (f"fragment_payload_bytes too small: a message of {codec.MESSAGE_BYTES_MAX} "
+                    f"bytes would need more than {fragments.FRAGMENTS_MAX} fragments")
+        if self.value_bytes_max > self.bulk_bytes_max:
+            return "value_bytes_max must not exceed bulk_bytes_max (values arrive as bulk strings)"
+        if self.reassembly_bytes_max < codec.MESSAGE_BYTES_MAX:
+            return (f"reassembly_bytes_max must hold the largest message "
+                    f"({codec.MESSAGE_BYTES_MAX} bytes)")
+        if self.reassembly_messages_max < 1 or self.fragment_store_bytes_max < 0:
+            return "reassembly_messages_max must be at least 1, fragment_store_bytes_max at least 0"
+        if self.fragment_nack_delay_ms < 1:
+            return "fragment_nack_delay_ms must be at least 1"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +162,9 @@ def load_cluster(path: str | os.PathLike) -> ClusterSpec:
     replicas.sort(key=lambda r: r.replica_id)
 
     limits = _dataclass_from(Limits, document.get("limits", {}), f"{path} [limits]")
+    problem = limits.problem()
+    if problem is not None:
+        raise ClusterFileError(f"{path} [limits]: {problem}")
     protocol_fields = dict(document.get("protocol", {}))
     protocol_fields["replicas"] = len(replicas)
     protocol = _dataclass_from(LowPaxosConfig, protocol_fields, f"{path} [protocol]")

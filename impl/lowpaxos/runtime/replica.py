@@ -25,9 +25,20 @@ the request id, so the KVS client table runs each command at most once
 each under a client id of its own pool, and writes replies in order; a command
 waits for earlier commands of its connection on the same keys (pipeline.py).
 
+Messages travel as one datagram each, or, when their encoding is larger than
+``fragment_payload_bytes``, as fragments of that size, each its own authenticated
+datagram (framing.py). The receiver reassembles them and asks for missing ones
+with a NACK (fragments.py; ``fragment_loop`` sends NACKs): a lost fragment costs
+one fragment's retransmission. Fragments leave only from the flush loop (or with a
+forwarded client message), so nothing of a batch is sent, nor resent on a NACK,
+before its records are durable.
+
 Bounds: at most pipeline_depth_max commands and reply futures per connection
 (connections <= connections_max), forwarded requests <= forwarded_requests_max,
-datagrams <= datagram_bytes_max, in-flight commands <= the core's window and queue.
+datagrams <= datagram_bytes_max, messages <= codec.MESSAGE_BYTES_MAX, client
+requests <= REQUEST_BYTES_MAX, fragments kept for NACKs <= fragment_store_bytes_max,
+reassembly <= reassembly_bytes_max and reassembly_messages_max, in-flight commands
+<= the core's window and queue.
 
 Failures
 --------
@@ -55,11 +66,13 @@ import argparse
 import asyncio
 import concurrent.futures
 import errno
+import fcntl
 import os
 import random
 import resource
 import signal
 import sys
+import termios
 import time
 import traceback
 from collections import Counter, OrderedDict
@@ -67,10 +80,11 @@ from collections import Counter, OrderedDict
 from lowpaxos import __version__, codec
 from lowpaxos.core.api import ClientReply, ClientRequest, Command, Effects, ReplyStatus
 from lowpaxos.protocols.lowpaxos.core import LowPaxosReplica, Role
-from lowpaxos.runtime import resp
+from lowpaxos.runtime import framing, resp
 from lowpaxos.runtime.commands import BadArgument, CommandSpec, Session, check_key, check_value
 from lowpaxos.runtime.cluster import ClusterFileError, ClusterSpec, load_cluster, load_key
-from lowpaxos.runtime.framing import FrameError, open_frame, seal
+from lowpaxos.runtime.fragments import FragmentReceiver, FragmentSender, nack_indices_max
+from lowpaxos.runtime.framing import FrameError, open_frame, seal, seal_fragment, seal_nack
 from lowpaxos.runtime.logs import Logger
 from lowpaxos.runtime.pipeline import Pipeline
 from lowpaxos.runtime.storage import SqliteStorage, StorageCorrupt
@@ -88,6 +102,11 @@ TRACEBACK_CHARS_MAX = 4000
 REBIND_PAUSE_S = 0.1
 EXIT_STORAGE_FAILED = 3
 EXIT_LOOP_FAILED = 4
+# A client request larger than this is refused: the Accept (or CatchupReply) that
+# carries it in a slot of its own adds a few fields and must still encode within
+# codec.MESSAGE_BYTES_MAX, or the slot could never be sent and the log would stall.
+REQUEST_BYTES_MAX = codec.MESSAGE_BYTES_MAX - (64 << 10)
+FRAGMENT_NACK_ROUNDS_MAX = 6  # NACKs without progress before a reassembly is given up
 
 
 class CommandFailed(Exception):
@@ -118,7 +137,8 @@ class Replica:
         self.counter = self.boot_us
         self.stats: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
-        self.pending: list[tuple[Effects, list[tuple[int, bytes]], list[dict]]] = []
+        # Batches waiting for the flush loop: effects, (target, counter, encoded message), trace.
+        self.pending: list[tuple[Effects, list[tuple[int, int, bytes]], list[dict]]] = []
         self.waiters: dict[tuple[int, int], asyncio.Future] = {}
         self.forwarded: OrderedDict[tuple[int, int], int] = OrderedDict()
         self.connections = 0
@@ -130,6 +150,21 @@ class Replica:
         self.storage_thread = concurrent.futures.ThreadPoolExecutor(1, "lowpaxos-storage")
         # Set when a core step raised: the core is fed nothing until it is rebuilt.
         self.core_failed = False
+        limits = self.limits
+        self.fragment_sender = FragmentSender(limits.fragment_payload_bytes,
+                                              limits.fragment_store_bytes_max)
+        self.nack_indices_max = nack_indices_max(limits.fragment_payload_bytes)
+        self.fragment_receiver = FragmentReceiver(
+            message_bytes_max=codec.MESSAGE_BYTES_MAX,
+            chunk_bytes_max=limits.datagram_bytes_max - framing.FRAGMENT_OVERHEAD_BYTES,
+            buffer_bytes_max=limits.reassembly_bytes_max,
+            messages_max=limits.reassembly_messages_max,
+            nack_delay_s=limits.fragment_nack_delay_ms / 1000,
+            nack_rounds_max=FRAGMENT_NACK_ROUNDS_MAX,
+            nack_indices=self.nack_indices_max,
+        )
+        # Set when a reassembly starts, so the fragment loop wakes to watch it.
+        self.fragment_wakeup = asyncio.Event()
         # Rate limit of repeated error logs: kind -> (last logged, not logged since).
         self.error_log_state: dict[str, tuple[float, int]] = {}
 
@@ -192,7 +227,7 @@ class Replica:
             self.storage.close()
             return 2
         tasks = [asyncio.create_task(coroutine) for coroutine in
-                 (self.receive_loop(), self.tick_loop(), self.flush_loop())]
+                 (self.receive_loop(), self.tick_loop(), self.flush_loop(), self.fragment_loop())]
         self.log.info("replica_ready", udp=f"{self.me.bind[0]}:{self.me.bind[1]}",
                       resp=f"{self.me.resp[0]}:{self.me.resp[1]}", pid=os.getpid())
         status = 0
@@ -334,14 +369,31 @@ class Replica:
         self.stats["datagrams_received"] += 1
         self.stats["bytes_received"] += len(data)
         try:
-            sender, counter, payload = open_frame(
+            kind, sender, counter, body = open_frame(
                 self.key, data, len(self.peer_addresses), self.limits.datagram_bytes_max)
+            if sender == self.replica_id:
+                self.drops["from_self"] += 1
+                return
+            if kind == framing.MESSAGE:
+                self.handle_message(sender, counter, body)
+            elif kind == framing.FRAGMENT:
+                fragment = framing.parse_fragment(counter, body)
+                payload = self.fragment_receiver.on_fragment(sender, fragment, time.monotonic())
+                if self.fragment_receiver.pending():
+                    self.fragment_wakeup.set()
+                if payload is not None:
+                    self.handle_message(sender, counter, payload)
+            else:
+                assert kind == framing.NACK, "open_frame passes known kinds only"
+                indices = framing.parse_nack(body, self.nack_indices_max)
+                # Only fragments of messages already sent (after their batch was durable).
+                for fragment in self.fragment_sender.on_nack(sender, counter, indices):
+                    self.send_datagram(sender, seal_fragment(self.key, self.replica_id, fragment))
         except FrameError as error:
             self.drops[error.reason] += 1
-            return
-        if sender == self.replica_id:
-            self.drops["from_self"] += 1
-            return
+
+    def handle_message(self, sender: int, counter: int, payload: bytes) -> None:
+        """One whole message from ``sender`` (its id is ``(sender, counter)``)."""
         try:
             message = codec.decode(payload)
         except codec.DecodeError as error:
@@ -379,6 +431,40 @@ class Replica:
             self.feed_core("tick", None, self.core.on_tick)
         self.log.info("lifetime_over", seconds=self.lifetime_s)
 
+    def receive_idle(self) -> bool:
+        """Nothing received waits to be handled: asyncio-dgram's queue is empty and so is
+        the socket's receive buffer (FIONREAD: the size of the next datagram, or 0)."""
+        if self.stream._recvq.qsize():
+            return False
+        try:
+            waiting = fcntl.ioctl(self.stream.socket.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return True
+        return int.from_bytes(waiting, sys.byteorder) == 0
+
+    async def fragment_loop(self) -> None:
+        """Send NACKs for partial messages that stopped progressing (fragments.py)."""
+        delay = self.limits.fragment_nack_delay_ms / 1000
+        # Bounded by the process lifetime; asleep while nothing is being reassembled.
+        while True:
+            if not self.fragment_receiver.pending():
+                self.fragment_wakeup.clear()
+                await self.fragment_wakeup.wait()
+            # Half the delay: a NACK leaves between one and one and a half delays late.
+            await asyncio.sleep(delay / 2)
+            try:
+                if not self.receive_idle():
+                    # Fragments may be waiting to be read: a message whose fragments sit
+                    # behind another's made no progress in our reading, not on the wire.
+                    continue
+                for nack in self.fragment_receiver.poll(time.monotonic()):
+                    self.log.debug("fragment_nack", peer=nack.sender, counter=nack.counter,
+                                   missing=len(nack.indices), first=nack.indices[0])
+                    self.send_datagram(nack.sender, seal_nack(self.key, self.replica_id,
+                                                              nack.counter, nack.indices))
+            except Exception as error:  # noqa: BLE001 - NACKs must not end the process
+                self.input_failed("nack", error)
+
     # ---------------------------------------------------------------- effects
 
     def enqueue(self, effects: Effects, received: tuple[int, int] | None) -> None:
@@ -398,7 +484,7 @@ class Replica:
                                        message=type(message).__name__, target=target,
                                        error=str(error)[:200])
                 continue
-            sends.append((target, seal(self.key, self.replica_id, self.counter, payload)))
+            sends.append((target, self.counter, payload))
         events = effects.trace
         if events:
             if received is not None:
@@ -430,8 +516,8 @@ class Replica:
                 self.storage.rows_committed(row_marks)
             for effects, sends, events in groups:
                 try:
-                    for target, datagram in sends:
-                        self.send_datagram(target, datagram)
+                    for target, counter, payload in sends:
+                        self.send_payload(target, counter, payload)
                     for reply in effects.reply:
                         self.deliver_reply(reply)
                     self.stats["commands_applied"] += len(effects.applied)
@@ -446,6 +532,15 @@ class Replica:
                     self.input_failed("trace_flush", error)
             if self.core_failed and not self.pending:
                 await self.rebuild_core()
+
+    def send_payload(self, target: int, counter: int, payload: bytes) -> None:
+        """Send encoded message ``counter`` whole, or as fragments when it is larger
+        than one fragment."""
+        if not self.fragment_sender.needs_split(len(payload)):
+            self.send_datagram(target, seal(self.key, self.replica_id, counter, payload))
+            return
+        for fragment in self.fragment_sender.split(target, counter, payload):
+            self.send_datagram(target, seal_fragment(self.key, self.replica_id, fragment))
 
     def send_datagram(self, target: int, datagram: bytes) -> None:
         if len(datagram) > self.limits.datagram_bytes_max:
@@ -466,7 +561,6 @@ class Replica:
 
     def send_message(self, target: int, message) -> None:
         """Send outside a core batch (client forwarding: it reveals no core state)."""
-        self.counter += 1
         try:
             payload = codec.encode(message)
         except codec.EncodeError as error:
@@ -475,7 +569,8 @@ class Replica:
                                    message=type(message).__name__, target=target,
                                    error=str(error)[:200])
             return
-        self.send_datagram(target, seal(self.key, self.replica_id, self.counter, payload))
+        self.counter += 1
+        self.send_payload(target, self.counter, payload)
 
     def deliver_reply(self, reply: ClientReply) -> None:
         key = (reply.client_id, reply.request_id)
@@ -498,9 +593,19 @@ class Replica:
         deadline = loop.time() + self.limits.request_timeout_ms / 1000
         key = (command.client_id, command.request_id)
         request = ClientRequest(command)
+        self.stats["client_commands"] += 1
+        try:
+            # Encoded once: its size is checked here and every forward sends these bytes.
+            request_payload = codec.encode(request)
+        except codec.EncodeError as error:
+            self.drops[f"encode_{error.reason}"] += 1
+            raise CommandFailed(f"ERR command refused: {error.reason}") from None
+        if len(request_payload) > REQUEST_BYTES_MAX:
+            self.drops["request_oversized"] += 1
+            raise CommandFailed(f"ERR command of {len(request_payload)} bytes refused; the "
+                                f"maximum is {REQUEST_BYTES_MAX} bytes")
         target = self.leader_guess()
         tried = 0
-        self.stats["client_commands"] += 1
         try:
             # Bounded by the deadline; each pass waits at least NO_LEADER_PAUSE_S or one attempt.
             while loop.time() < deadline:
@@ -511,7 +616,8 @@ class Replica:
                     self.feed_core("client_request", None, self.core.on_client_request, request)
                 else:
                     self.stats["requests_forwarded_out"] += 1
-                    self.send_message(target, request)
+                    self.counter += 1
+                    self.send_payload(target, self.counter, request_payload)
                 timeout = min(ATTEMPT_TIMEOUT_S, max(0.0, deadline - loop.time()))
                 try:
                     reply = await asyncio.wait_for(waiter, timeout)
@@ -657,9 +763,11 @@ class Replica:
             f"used_cpu_seconds:{usage.ru_utime + usage.ru_stime:.3f}",
             f"peak_rss_kb:{usage.ru_maxrss}",
         ]
-        lines += [f"{name}:{count}" for name, count in sorted(self.stats.items())]
+        stats = self.stats + self.fragment_sender.stats + self.fragment_receiver.stats
+        lines += [f"{name}:{count}" for name, count in sorted(stats.items())]
         lines += ["", "# Drops"]
-        lines += [f"drop_{reason}:{count}" for reason, count in sorted(self.drops.items())]
+        drops = self.drops + self.fragment_sender.drops + self.fragment_receiver.drops
+        lines += [f"drop_{reason}:{count}" for reason, count in sorted(drops.items())]
         lines += [f"core_drop_{reason}:{count}" for reason, count in sorted(core.drop_counts().items())]
         return "\r\n".join(lines) + "\r\n"
 
