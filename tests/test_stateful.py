@@ -9,8 +9,9 @@ prints the program of rules that reproduces it.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
-from hypothesis import strategies as st
+from hypothesis import event, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from lowpaxos.check.linearizability import Operation, check_history
@@ -28,13 +29,16 @@ class LowPaxosCluster(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         spec = PROTOCOLS["lowpaxos"]
-        # A small log, window and snapshot interval, so that truncation, snapshots and
-        # back-pressure happen within a short run.
+        # A small log, window and cut interval, so that truncation, state transfers and
+        # back-pressure happen within a short run; values and chunks sized so that the
+        # state is many chunks (about one row per chunk) and transfers get interrupted.
         config = spec.make_config(REPLICAS, window_slots=4, snapshot_slots=8,
                                   log_slots_max=24, pending_commands_max=16,
-                                  batch_bytes_max=300)
+                                  batch_bytes_max=300, transfer_chunk_bytes=64,
+                                  transfer_window=2)
         self.sim = Simulator(spec, config, SimOptions(replicas=REPLICAS, clients=4, ops=10_000,
-                                                      keys=4, seed=0, tick_us=TICK_US))
+                                                      keys=12, value_bytes=40, seed=0,
+                                                      tick_us=TICK_US))
         self.ops_budget_open = True
         # Every value any replica ever held committed at a slot; it must never change.
         self.chosen: dict[int, tuple] = {}
@@ -128,6 +132,14 @@ class LowPaxosCluster(RuleBasedStateMachine):
         ]
         verdict = check_history(history, time_limit_s=60)
         assert verdict.linearizable is True, verdict.explanation
+        # What the schedule reached, for `pytest --hypothesis-show-statistics`.
+        drops = Counter()
+        for core in sim.cores():
+            drops.update(core.drop_counts())
+        installs = sum(core.transfers_installed for core in sim.cores())
+        event(f"transfers installed (replicas): {installs}")
+        for reason in ("stale_chunk", "chunk_not_next", "transfer_overtaken"):
+            event(f"{reason}: {'yes' if drops[reason] else 'no'}")
 
 
 TestLowPaxosCluster = LowPaxosCluster.TestCase

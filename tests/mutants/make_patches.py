@@ -4,6 +4,7 @@ import difflib, pathlib, sys
 root = pathlib.Path(__file__).resolve().parents[2]
 C = "impl/lowpaxos/protocols/lowpaxos/core.py"
 K = "impl/lowpaxos/kvs.py"
+D = "impl/lowpaxos/protocols/lowpaxos/durable.py"
 MUTANTS = [
  ("accept_lower_ballot", C, "        if ballot < self.promised:\n            self._drop(\"stale_ballot\")",
   "        if False and ballot < self.promised:\n            self._drop(\"stale_ballot\")",
@@ -27,6 +28,10 @@ MUTANTS = [
   "A replica promises a ballot without making the promise durable; after a restart it forgets it."),
  ("follower_commits_any_ballot", C, "            if entry is None or entry.ballot != ballot:\n                break", "            if entry is None:\n                break",
   "A follower takes its own entry as committed whatever ballot it was accepted in."),
+ ("install_without_digest_check", C, "        if self.staging.digest != transfer.digest:", "        if False:",
+  "A receiver installs the staged rows of a transfer without checking them against the image digest."),
+ ("staged_rows_written_live", D, "                self.staging.apply_changes(rows)", "                self.store.apply_changes(rows)",
+  "Staged transfer rows are written into the live store, so a crash mid-transfer leaves a half state installed."),
  ("catchup_lowers_ballot", C, "            if current is not None and current.batch == entry.batch and current.ballot > entry.ballot:", "            if False:",
   "Catch-up overwrites an entry accepted in a higher ballot with the same value in a lower one."),
 ]

@@ -56,6 +56,7 @@ class SimOptions:
     ops: int = 100  # logical client requests issued in total
     seed: int = 1
     keys: int = 10
+    value_bytes: int = 0  # writes carry values padded to at least this many bytes
     op_mix: tuple[tuple[str, float], ...] = tuple(DEFAULT_OP_MIX.items())
     tick_us: int = 1_000
     client_timeout_us: int = 50_000
@@ -68,7 +69,8 @@ class SimOptions:
     trace_events: Callable[[dict], None] | None = None
 
     def __post_init__(self) -> None:
-        if self.replicas < 1 or self.clients < 0 or self.ops < 0 or self.keys < 1:
+        if self.replicas < 1 or self.clients < 0 or self.ops < 0 or self.keys < 1 or \
+                self.value_bytes < 0:
             raise ValueError("replicas and keys must be at least 1; clients and ops at least 0")
         if self.tick_us < 1 or self.client_timeout_us < 1 or self.client_backoff_us < 1:
             raise ValueError("tick_us, client_timeout_us and client_backoff_us must be positive")
@@ -612,7 +614,7 @@ class Simulator:
         value = expected = None
         if op in ("put", "cas"):
             # Unique per write, so the checker can tell which write a read saw.
-            value = f"c{client.client_id}.{request_id}".encode()
+            value = f"c{client.client_id}.{request_id}".encode().ljust(self.options.value_bytes, b".")
         if op == "cas":
             expected = client.last_seen.get(key)
         client.command = Command(client.client_id, request_id, op, key, value, expected)

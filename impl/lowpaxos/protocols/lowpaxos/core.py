@@ -177,8 +177,9 @@ class LowPaxosReplica:
         self.transfer_credits = 0  # chunks asked for and not yet taken
         self.transfer_heard_tick = 0
         self.transfer_retries = 0
-        # Serving side: open point-in-time images by index, with the tick each was last used.
-        self.images: dict[int, tuple[StateImage, int]] = {}
+        self.transfers_installed = 0  # in this incarnation, for metrics and tests
+        # Serving side: open point-in-time images by index: (image, tick opened, tick last used).
+        self.images: dict[int, tuple[StateImage, int, int]] = {}
 
         # Volatile state.
         self.role = Role.FOLLOWER
@@ -538,8 +539,9 @@ class LowPaxosReplica:
         if acks is None:
             return self._drop("already_committed")
         acks.add(source)
+        first_event = len(effects.trace)
         committed = self._advance_leader_commit(effects)
-        self._trace(effects, "HandleAccepted", source, message)
+        self._trace(effects, "HandleAccepted", source, message, before=first_event)
         if committed:
             # The window has room again: propose what waits (partial batches wait for a tick).
             self._flush(effects, partial=not self.config.batching)
@@ -690,7 +692,8 @@ class LowPaxosReplica:
         if message.from_slot <= self.log_start:
             # The slots asked for are cut: start a state transfer (a fresh, full stream).
             self._serve_transfer(source, SnapshotRequest(self.promised, 0, 0, None, None,
-                                                         self.config.transfer_window), effects)
+                                                         self.config.transfer_window), effects,
+                                 newer_than=message.from_slot - 1)
             self._trace(effects, "HandleCatchupRequest", source, message)
             return
         entries = []
@@ -729,8 +732,9 @@ class LowPaxosReplica:
             for entry in taken:
                 self.log[entry.slot] = entry
             effects.persist.append(SaveEntries(tuple(taken)))
+            first_event = len(effects.trace)
             self._commit_to(slot, effects)
-            self._trace(effects, "HandleCatchupReply", source, message)
+            self._trace(effects, "HandleCatchupReply", source, message, before=first_event)
         else:
             self._drop("catchup_not_contiguous")
         # Fetch up to the commit point the leader last announced, not the one this reply
@@ -746,21 +750,27 @@ class LowPaxosReplica:
         """HandleSnapshotRequest: send the next chunks of a transfer stream."""
         if not 1 <= message.credits <= self.config.transfer_window:
             return self._drop("bad_credits")
+        sent_before = len(effects.send)
         self._serve_transfer(source, message, effects)
+        if len(effects.send) > sent_before:
+            # Traced only when it sent chunks: one without an image to serve sends nothing.
+            self._trace(effects, "HandleSnapshotRequest", source, message)
 
-    def _serve_transfer(self, source: int, request: SnapshotRequest, effects: Effects) -> None:
-        image = self._image(request.image_index)
+    def _serve_transfer(self, source: int, request: SnapshotRequest, effects: Effects,
+                        newer_than: int = 0) -> None:
+        image = self._image(request.image_index, max(newer_than, request.image_index))
         cursor = request.cursor
         base, split = request.base, request.split
         if image.index != request.image_index:
             # Not the image asked for: a newer one, from its start. The receiver keeps what
-            # it staged below ``split`` when this image still has every tombstone since
-            # ``base``; otherwise it must start over (a full stream).
+            # it staged (the rows below ``split`` as of ``base``) when this image still has
+            # every tombstone since ``base``; otherwise it must start over (a full stream).
             cursor = None
+            base, split = resume_point(request.image_index, base, split, request.cursor)
             if split is None or base <= 0 or image.tombstone_horizon > base or image.index <= base:
                 base, split = 0, None
-        if image.index <= 0:
-            return self._drop("no_image")
+        if image.index <= newer_than:
+            return self._drop("no_newer_image")
         for _ in range(request.credits):
             rows, next_cursor = read_chunk(image, cursor, base, split,
                                            self.config.transfer_chunk_bytes,
@@ -771,29 +781,30 @@ class LowPaxosReplica:
                 break
             cursor = next_cursor
 
-    def _image(self, index: int) -> StateImage:
-        """The open image at ``index``, else a recent one, else a new one of the current rows
-        (at most ``images_max`` open; the least recently used is closed)."""
+    def _image(self, index: int, newer_than: int) -> StateImage:
+        """The open image at ``index``, else one opened within ``image_reuse_ticks`` that is
+        newer than ``newer_than`` (so many receivers share one), else a new image of the
+        current rows. At most ``images_max`` are open; the least recently used is closed."""
         if index in self.images:
-            image = self.images[index][0]
+            image, opened, _ = self.images[index]
         else:
-            recent = [i for i, (_, opened) in self.images.items()
-                      if self.now - opened < self.config.image_reuse_ticks]
+            recent = [i for i, (_, opened, _) in self.images.items()
+                      if i > newer_than and self.now - opened < self.config.image_reuse_ticks]
             if recent:
-                image = self.images[max(recent)][0]
+                image, opened, _ = self.images[max(recent)]
             else:
                 while len(self.images) >= self.config.images_max:
-                    oldest = min(self.images, key=lambda i: self.images[i][1])
+                    oldest = min(self.images, key=lambda i: self.images[i][2])
                     self.images.pop(oldest)[0].close()
-                image = self.kvs.rows.image()
+                image, opened = self.kvs.rows.image(), self.now
                 if image.index in self.images:
                     image.close()
-                    image = self.images[image.index][0]
-        self.images[image.index] = (image, self.now)
+                    image, opened, _ = self.images[image.index]
+        self.images[image.index] = (image, opened, self.now)
         return image
 
     def _close_idle_images(self) -> None:
-        for index in [i for i, (_, used) in self.images.items()
+        for index in [i for i, (_, _, used) in self.images.items()
                       if self.now - used >= self.config.image_idle_ticks]:
             self.images.pop(index)[0].close()
 
@@ -820,11 +831,15 @@ class LowPaxosReplica:
                 return self._drop("stale_chunk")
             reset = True
         elif transfer is None or message.image_index <= transfer.image_index or \
-                (message.base, message.split) != self._resume_point(transfer):
+                (message.base, message.split) != resume_point(
+                    transfer.image_index, transfer.base, transfer.split, transfer.cursor):
             return self._drop("stale_chunk")
         if reset or transfer is None or stream != (transfer.image_index, transfer.base,
                                                    transfer.split):
-            self.staging.clear() if reset else None
+            if reset:
+                self.staging.clear()
+                # A fresh stream answers a CatchupRequest, which asks for a whole window.
+                self.transfer_credits = self.config.transfer_window
             self.transfer_buffer = {}
             self.transfer = Transfer(source, message.image_index, message.digest, message.base,
                                      message.split, None)
@@ -869,18 +884,6 @@ class LowPaxosReplica:
         self.transfer = transfer._replace(cursor=chunk.next_cursor)
         self.transfer_credits -= 1
 
-    @staticmethod
-    def _resume_point(transfer: Transfer) -> tuple[int, tuple | None]:
-        """(base, split) of what we hold: the rows below ``split`` as of slot ``base``."""
-        cursor = transfer.cursor
-        if cursor is None or cursor[0] == 0:
-            # Before the row phase of a stream: we hold what we held when it began.
-            return transfer.base, transfer.split
-        if cursor[2] is None:
-            return transfer.image_index, (cursor[1], "")
-        # Rows up to the cursor are the image's; below a key that is the next string after it.
-        return transfer.image_index, (cursor[1], cursor[2] + "\0")
-
     def _finish_transfer(self, effects: Effects) -> None:
         transfer = self.transfer
         if self.staging.digest != transfer.digest:
@@ -915,6 +918,7 @@ class LowPaxosReplica:
         self.transfer = None
         self.transfer_buffer = {}
         effects.persist.append(SaveInstall(index, transfer.digest))
+        self.transfers_installed += 1
         self.rows_persisted_index = index
         self.log_start = max(self.log_start, index)
         for slot in [s for s in self.log if s <= index]:
@@ -931,6 +935,7 @@ class LowPaxosReplica:
         effects.send.append((transfer.source, SnapshotRequest(
             self.promised, transfer.image_index, transfer.base, transfer.split, transfer.cursor,
             credits)))
+        self._trace(effects, "RequestSnapshot", None, None, target=transfer.source)
 
     def _retry_transfer(self, effects: Effects) -> None:
         """No chunk for a while: ask again from our cursor; only the missing chunk when
@@ -990,6 +995,7 @@ class LowPaxosReplica:
             self.log.pop(slot, None)
         self.log_start = log_start
         effects.persist.append(SaveTruncate(log_start))
+        self._trace(effects, "TruncateLog", None, None, slot=log_start)
 
     def _persist_rows(self, effects: Effects) -> None:
         """SaveRows: what applying committed slots changed in the KVS rows."""
@@ -1150,6 +1156,19 @@ class LowPaxosReplica:
         SnapshotRequest: handle_snapshot_request,
         SnapshotChunk: handle_snapshot_chunk,
     }
+
+
+def resume_point(image_index: int, base: int, split: tuple | None,
+                 cursor: tuple | None) -> tuple[int, tuple | None]:
+    """What a receiver holds part-way through the stream ``(image_index, base, split)`` at
+    ``cursor``, as (base, split): the rows below ``split`` as of slot ``base``."""
+    if cursor is None or cursor[0] == 0:
+        # Before the row phase of a stream it holds what it held when the stream began.
+        return base, split
+    if cursor[2] is None:
+        return image_index, (cursor[1], "")
+    # The rows up to the cursor's key are the image's: below the next string after it.
+    return image_index, (cursor[1], cursor[2] + "\0")
 
 
 def describe_message(message: object) -> dict:
