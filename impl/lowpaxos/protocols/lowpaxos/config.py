@@ -49,6 +49,9 @@ class LowPaxosConfig:
     image_reuse_ticks: int = 50
     image_idle_ticks: int = 500
     transfer_retries_per_source: int = 5
+    # Slots a replica serving a state transfer keeps beyond log_slots_max (from the image
+    # on), so that the receiver can catch up through the log afterwards.
+    transfer_log_slots_max: int = 4096
     # Tombstones of deleted keys are kept this many slots, so that an interrupted
     # transfer can resume from a newer image with only the rows changed since.
     tombstone_slots: int = 4096
@@ -87,6 +90,6 @@ class LowPaxosConfig:
                 self.transfer_chunk_bytes < 64:
             raise ConfigError("batch_bytes_max, catchup_bytes_max and transfer_chunk_bytes "
                               "must be at least 64")
-        if self.tombstone_slots < 0:
-            raise ConfigError("tombstone_slots must not be negative")
+        if self.tombstone_slots < 0 or self.transfer_log_slots_max < 0:
+            raise ConfigError("tombstone_slots and transfer_log_slots_max must not be negative")
         return self

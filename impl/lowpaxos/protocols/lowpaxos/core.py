@@ -987,6 +987,15 @@ class LowPaxosReplica:
         forced = self.applied_index - log_start > self.config.log_slots_max - self.config.window_slots
         if forced:
             log_start = self.applied_index
+            if self.images:
+                # A replica we are sending an image to will next need the slots after it:
+                # keep them (up to transfer_log_slots_max), or under load it would finish
+                # the transfer behind the cut again and start over, never catching up.
+                keep_from = max(min(self.images),
+                                self.applied_index - self.config.transfer_log_slots_max)
+                log_start = max(self.log_start, min(log_start, keep_from))
+                if log_start - self.log_start < self.config.snapshot_slots:
+                    return
         elif log_start - self.log_start < self.config.snapshot_slots:
             return  # cut in steps of snapshot_slots, not one record per slot
         self.kvs.rows.drop_tombstones_below(self.applied_index - self.config.tombstone_slots)
@@ -1097,8 +1106,8 @@ class LowPaxosReplica:
             assert self.promised.replica == self.replica_id, "a candidate runs its own ballot"
         # Committed slots held: at most log_slots_max after a cut plus snapshot_slots
         # until the next; uncommitted ones: Accepts beyond log_slots_max are refused.
-        assert len(self.log) <= 2 * self.config.log_slots_max + self.config.snapshot_slots, \
-            "memory stays bounded"
+        assert len(self.log) <= 2 * self.config.log_slots_max + self.config.snapshot_slots \
+            + self.config.transfer_log_slots_max, "memory stays bounded"
 
     # ---------------------------------------------------------------- tracing
 
