@@ -23,6 +23,9 @@ class LowPaxosConfig:
     batch_bytes_max: int = 1200
     # Pipelining: slots proposed but not yet committed, at most.
     window_slots: int = 8
+    # Bytes of batches proposed but not yet committed, at most (a slot holding one large
+    # command may pass it alone): bounds memory and the size of a Promise.
+    window_bytes_max: int = 2 << 20
     # Client commands queued at the leader beyond the window; more get BUSY.
     pending_commands_max: int = 1024
     heartbeat_ticks: int = 20
@@ -78,7 +81,7 @@ class LowPaxosConfig:
             )
         for name in ("heartbeat_ticks", "election_ticks", "accept_retry_ticks",
                      "prepare_retry_ticks", "catchup_retry_ticks", "window_slots",
-                     "snapshot_slots", "transfer_window", "transfer_scan_rows_max", "images_max",
+                     "snapshot_slots", "window_bytes_max", "transfer_window", "transfer_scan_rows_max", "images_max",
                      "image_reuse_ticks", "image_idle_ticks", "transfer_retries_per_source"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")

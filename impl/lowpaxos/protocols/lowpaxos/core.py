@@ -196,6 +196,8 @@ class LowPaxosReplica:
         self.next_slot = self.commit_index + 1
         self.acks: dict[int, set[int]] = {}
         self.accept_sent_tick: dict[int, int] = {}
+        self.accept_retries: dict[int, int] = {}  # open slot -> times its Accept was resent
+        self.open_bytes: dict[int, int] = {}  # open slot -> estimated size of its batch
         self.pending: deque[Command] = deque()
         self.pending_bytes = 0
         self.in_progress: set[tuple[int, int]] = set()
@@ -356,6 +358,8 @@ class LowPaxosReplica:
         self.promises = {}
         self.acks = {}
         self.accept_sent_tick = {}
+        self.accept_retries = {}
+        self.open_bytes = {}
         self.peer_commit = {}
         # Those that just promised are known to be up: thrifty phase 2 starts with them.
         self.peer_heard_tick = {peer: self.now for peer in self.peers if peer in promised_by}
@@ -435,7 +439,9 @@ class LowPaxosReplica:
         """Propose queued commands while the window has room: full batches always,
         a partial batch only when ``partial`` (a tick, or batching off)."""
         budget = self._batch_budget_bytes()
-        while self.pending and self.next_slot - 1 - self.commit_index < self.config.window_slots:
+        while (self.pending
+               and self.next_slot - 1 - self.commit_index < self.config.window_slots
+               and sum(self.open_bytes.values()) < self.config.window_bytes_max):
             if not self.config.batching:
                 batch = (self.pending.popleft(),)
                 self.pending_bytes -= command_size_bytes(batch[0])
@@ -485,6 +491,8 @@ class LowPaxosReplica:
             self.log[entry.slot] = entry
             self.acks[entry.slot] = {self.replica_id}
             self.accept_sent_tick[entry.slot] = self.now
+            self.open_bytes[entry.slot] = BATCH_OVERHEAD_BYTES + sum(
+                command_size_bytes(c) for c in entry.batch)
         effects.persist.append(SaveEntries(tuple(entries)))
 
     def _send_accept(self, entry: Entry, targets: list[int], effects: Effects) -> None:
@@ -554,6 +562,8 @@ class LowPaxosReplica:
         while slot in self.acks and len(self.acks[slot]) >= self.config.quorum_phase2:
             del self.acks[slot]
             self.accept_sent_tick.pop(slot, None)
+            self.accept_retries.pop(slot, None)
+            self.open_bytes.pop(slot, None)
             slot += 1
         if slot - 1 > start:
             self._commit_to(slot - 1, effects)
@@ -578,9 +588,13 @@ class LowPaxosReplica:
 
     def _leader_tick(self, effects: Effects) -> None:
         self._flush(effects, partial=True)
-        # Widen: an Accept unanswered for accept_retry_ticks goes to every follower.
+        # Widen: an Accept unanswered for accept_retry_ticks goes to every follower; each
+        # further retry waits twice as long (up to 16 times), and a large batch longer
+        # still (a tick per 64 KiB), so a slow link is not flooded with megabyte resends.
         for slot, sent in list(self.accept_sent_tick.items()):
-            if self.now - sent >= self.config.accept_retry_ticks:
+            interval = (self.config.accept_retry_ticks << min(self.accept_retries.get(slot, 0), 4)) \
+                + self.open_bytes.get(slot, 0) // 65536
+            if self.now - sent >= interval:
                 self.retry_accept(slot, effects)
         for peer in self.peers:
             if self.now - self.peer_sent_tick.get(peer, -(10**9)) >= self.config.heartbeat_ticks:
@@ -600,6 +614,7 @@ class LowPaxosReplica:
         entry = self.log[slot]
         targets = [peer for peer in self.peers if peer not in self.acks[slot]]
         self.accept_sent_tick[slot] = self.now
+        self.accept_retries[slot] = self.accept_retries.get(slot, 0) + 1
         self._trace(effects, "RetryAccept", None, None, slot=slot)
         self._send_accept(entry, targets, effects)
 
@@ -1033,6 +1048,8 @@ class LowPaxosReplica:
             self.in_progress.clear()
             self.acks = {}
             self.accept_sent_tick = {}
+            self.accept_retries = {}
+            self.open_bytes = {}
         self.role = role
 
     def _election_timeout(self) -> int:
