@@ -750,6 +750,12 @@ class Replica:
             f"commit_index:{core.commit_index}",
             f"applied_index:{core.applied_index}",
             f"snapshot_index:{core.rows_persisted_index}",  # the stored rows' index
+            # The KVS state: equal index and digest on two replicas mean equal rows.
+            f"kvs_index:{core.applied_index}",
+            f"kvs_digest:{core.kvs.digest()}",
+            f"kvs_keys:{core.kvs.rows.live_count(0)}",
+            f"transfer:{'none' if core.transfer is None else core.transfer.image_index}",
+            f"transfers_installed:{core.transfers_installed}",
             f"log_start:{core.log_start}",
             f"slots_in_memory:{len(core.log)}",
             f"pending_commands:{len(core.pending)}",
