@@ -155,11 +155,11 @@ def test_string_commands_reply_as_redis():
     assert call(r, "EXISTS", "a", "a", "absent") == b":2\r\n"
 
 
-def test_argument_errors_are_clear_and_change_nothing():
+def test_argument_errors_are_clear_and_change_nothing(monkeypatch):
     """Oversized keys and values, an odd MSET, an MSET beyond the size bound and an
     APPEND that would outgrow value_bytes_max get RESP errors and store nothing."""
-    limits = Limits(value_bytes_max=8, key_bytes_max=4, datagram_bytes_max=8192 + 20)
-    r = FakeReplica(limits)
+    monkeypatch.setattr(commands, "MSET_BYTES_MAX", 20)
+    r = FakeReplica(Limits(value_bytes_max=8, key_bytes_max=4))
     assert call(r, "SETNX", "toolong", "v").startswith(b"-ERR key of 7 bytes")
     assert call(r, "MSET", "a", "1", "b").startswith(b"-ERR wrong number of arguments for 'mset'")
     assert call(r, "MSET", "a", "123456789").startswith(b"-ERR value of 9 bytes refused")
