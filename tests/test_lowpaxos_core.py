@@ -694,3 +694,20 @@ def test_a_chunk_that_does_not_match_the_digest_is_never_installed():
     cluster.tick_all(60)
     assert cluster.cores[2].kvs.digest() == cluster.cores[0].kvs.digest()
     assert b"evil" not in [cluster.cores[2].kvs.get_value(f"key{i:03d}") for i in range(60)]
+
+
+def test_command_size_estimate_bounds_the_encoded_size():
+    """The core's size estimate of a command (it does no encoding) is never below what the
+    codec makes of it, multi-key commands included, so batches stay within their bound."""
+    from lowpaxos.codec import COMMAND
+    import msgpack
+    commands = [
+        Command(1, 2, "put", "k" * 30, b"v" * 500),
+        Command(1, 2, "mset", "", pairs=tuple((f"key{i}", b"x" * 100) for i in range(40))),
+        Command(1, 2, "mget", "", keys=tuple(f"key{i}" for i in range(100))),
+        Command(1, 2, "scan", "", value=b"user:*", keys=("after",), count=100),
+    ]
+    from lowpaxos.protocols.lowpaxos.core import command_size_bytes
+    for command in commands:
+        encoded = len(msgpack.packb(COMMAND.to_wire(command), use_bin_type=True))
+        assert command_size_bytes(command) >= encoded, command.op

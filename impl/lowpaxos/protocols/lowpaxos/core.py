@@ -114,6 +114,10 @@ def command_size_bytes(command: Command) -> int:
         size += len(command.value)
     if command.expected is not None:
         size += len(command.expected)
+    for pair_key, pair_value in command.pairs:
+        size += 8 + len(pair_key.encode("utf-8", "surrogatepass")) + len(pair_value)
+    for key in command.keys:
+        size += 4 + len(key.encode("utf-8", "surrogatepass"))
     return size
 
 
