@@ -53,12 +53,24 @@ Sent(e) ==
         IF "targets" \in DOMAIN x THEN \E m \in msgs' : Describes(m, x) ELSE x \in msgs'
 
 \* The logged replica reaches the logged state; the event logs only the log
-\* slots that changed (delta), the others keep their entries.
+\* slots that changed (delta), the others keep their entries. Slots at or
+\* below the logged cut are not compared: the implementation has dropped
+\* them, and the spec drops them at the TruncateLog or InstallSnapshot step,
+\* whose logStart is checked (lowpaxos.conformance.tlagen says why the line
+\* of a handler whose step cut the log expects the cut from before it).
 Reached(e) ==
     /\ role'[e.r] = e.role
     /\ promised'[e.r] = e.promised
     /\ commitIndex'[e.r] = e.commit
-    /\ log'[e.r] = e.delta @@ log[e.r]
+    /\ logStart'[e.r] = e.logStart
+    /\ LET want == e.delta @@ log[e.r] IN
+       \A s \in (e.cut + 1)..MaxSlot : log'[e.r][s] = want[s]
+
+\* The choice a logged send shows (the last slot of a catch-up reply, the
+\* image index of chunks or of a request for more), when the event logs one:
+\* the same message may already be in the network, so Sent alone would let
+\* the spec's step send any other one besides.
+Pinned(e) == IF e.pin > 0 THEN {e.pin} ELSE Slots
 
 \* The spec action the event names, at the event's replica, with the
 \* message the event handled (one of those the log describes) and, for
@@ -76,10 +88,18 @@ Take(e) ==
     \/ e.k = "SendHeartbeat" /\ SendHeartbeat(e.r)
     \/ e.k = "HandleHeartbeat" /\ \E m \in msgs : Describes(m, e.msg) /\ HandleHeartbeatMessage(e.r, m)
     \/ e.k = "RequestCatchup" /\ RequestCatchup(e.r)
-    \/ e.k = "HandleCatchupRequest" /\ \E m \in msgs : Describes(m, e.msg)
-                                                     /\ HandleCatchupRequestMessage(e.r, m)
+    \/ e.k = "HandleCatchupRequest" /\ \E m \in msgs, n \in Pinned(e) :
+                                           Describes(m, e.msg) /\ HandleCatchupRequestMessage(e.r, m, n)
     \/ e.k = "HandleCatchupReply" /\ \E m \in msgs : Describes(m, e.msg)
                                                    /\ HandleCatchupReplyMessage(e.r, m)
+    \/ e.k = "TruncateLog" /\ TruncateLogAt(e.r, e.slot)
+    \/ e.k = "RequestSnapshot" /\ \E i \in Pinned(e) : RequestSnapshotAt(e.r, i)
+    \/ e.k = "HandleSnapshotRequest" /\ \E m \in msgs, i \in Pinned(e) :
+                                            Describes(m, e.msg) /\ HandleSnapshotRequestMessage(e.r, m, i)
+    \/ e.k = "HandleSnapshotChunk" /\ \E m \in msgs : Describes(m, e.msg)
+                                                    /\ HandleSnapshotChunkMessage(e.r, m)
+    \* The index installed is the logged commit index (the state check pins it).
+    \/ e.k = "InstallSnapshot" /\ InstallSnapshotAt(e.r, e.commit)
     \/ e.k = "StepDown" /\ StepDown(e.r)
     \/ e.k = "Crash" /\ Crash(e.r)
     \* A line no spec variable shows: the simulator's Crash (the spec's Crash
@@ -103,6 +123,11 @@ TakeAny(e) ==
     \/ e.k = "RequestCatchup" /\ RequestCatchup(e.r)
     \/ e.k = "HandleCatchupRequest" /\ HandleCatchupRequest(e.r)
     \/ e.k = "HandleCatchupReply" /\ HandleCatchupReply(e.r)
+    \/ e.k = "TruncateLog" /\ TruncateLog(e.r)
+    \/ e.k = "RequestSnapshot" /\ RequestSnapshot(e.r)
+    \/ e.k = "HandleSnapshotRequest" /\ HandleSnapshotRequest(e.r)
+    \/ e.k = "HandleSnapshotChunk" /\ HandleSnapshotChunk(e.r)
+    \/ e.k = "InstallSnapshot" /\ InstallSnapshot(e.r)
     \/ e.k = "StepDown" /\ StepDown(e.r)
     \/ e.k = "Crash" /\ Crash(e.r)
     \/ e.k = "Skip" /\ UNCHANGED vars
@@ -127,13 +152,15 @@ TraceIncomplete == l <= Len(TraceLog)
 (* For the divergence report (lowpaxos.conformance.check): how far a spec  *)
 (* state is from the state an event logged, counted in fields.            *)
 
-\* want: [role, promised, commit, logStart, log] with log a function on Slots.
+\* want: [role, promised, commit, logStart, cut, log] with log a function on
+\* Slots (compared above the logged cut only, as Reached does).
 Distance(r, want) ==
-    LET differs == {f \in {"role", "promised", "commitIndex"} :
+    LET differs == {f \in {"role", "promised", "commitIndex", "logStart"} :
                       CASE f = "role" -> role[r] # want.role
                         [] f = "promised" -> promised[r] # want.promised
-                        [] f = "commitIndex" -> commitIndex[r] # want.commit}
-        slots == {s \in Slots : s > want.logStart /\ log[r][s] # want.log[s]}
+                        [] f = "commitIndex" -> commitIndex[r] # want.commit
+                        [] f = "logStart" -> logStart[r] # want.logStart}
+        slots == {s \in Slots : s > want.cut /\ log[r][s] # want.log[s]}
     IN Cardinality(differs) + Cardinality(slots)
 
 \* The actions of LowPaxos's Next, by name (LoseMessage, always enabled while a
@@ -152,13 +179,20 @@ EnabledAt(a, r) ==
       [] a = "RequestCatchup" -> ENABLED RequestCatchup(r)
       [] a = "HandleCatchupRequest" -> ENABLED HandleCatchupRequest(r)
       [] a = "HandleCatchupReply" -> ENABLED HandleCatchupReply(r)
+      [] a = "TruncateLog" -> ENABLED TruncateLog(r)
+      [] a = "RequestSnapshot" -> ENABLED RequestSnapshot(r)
+      [] a = "HandleSnapshotRequest" -> ENABLED HandleSnapshotRequest(r)
+      [] a = "HandleSnapshotChunk" -> ENABLED HandleSnapshotChunk(r)
+      [] a = "InstallSnapshot" -> ENABLED InstallSnapshot(r)
       [] a = "StepDown" -> ENABLED StepDown(r)
       [] a = "Crash" -> ENABLED Crash(r)
 
 ActionNames == {"StartElection", "HandlePrepare", "HandlePromise", "HandleReject",
                 "Propose", "RetryAccept", "HandleAccept", "HandleAccepted",
                 "SendHeartbeat", "HandleHeartbeat", "RequestCatchup",
-                "HandleCatchupRequest", "HandleCatchupReply", "StepDown", "Crash"}
+                "HandleCatchupRequest", "HandleCatchupReply", "TruncateLog",
+                "RequestSnapshot", "HandleSnapshotRequest", "HandleSnapshotChunk",
+                "InstallSnapshot", "StepDown", "Crash"}
 
 EnabledActions == {p \in ActionNames \X Replicas : EnabledAt(p[1], p[2])}
 =============================================================================

@@ -18,10 +18,16 @@
 (*  - the network is a set of messages: a message is never consumed, so    *)
 (*    any message may be delivered any number of times (duplication), in   *)
 (*    any order, or never; LoseMessage removes one to bound the model;     *)
-(*  - snapshots and log truncation are not modelled: a catch-up reply      *)
-(*    carries committed log entries, which is what a snapshot summarises;  *)
+(*  - a state transfer is abstract: a replica cuts its log below its      *)
+(*    commit index (TruncateLog), and a catch-up request below the cut is  *)
+(*    answered with SnapshotChunk messages that carry only the index of    *)
+(*    the image (the committed prefix up to it, the same everywhere by     *)
+(*    Agreement); rows, cursors and digests are not modelled, so staging   *)
+(*    a chunk (HandleSnapshotChunk) changes no variable, and               *)
+(*    InstallSnapshot takes the index of a chunk it received;              *)
 (*  - Restart is folded into Crash: the replica comes back at once as a    *)
-(*    follower with its durable state (promised, log, commitIndex);        *)
+(*    follower with its durable state (promised, log, commitIndex,         *)
+(*    logStart);                                                           *)
 (*  - timers are not modelled: any enabled action may happen at any time.  *)
 (***************************************************************************)
 EXTENDS Naturals, FiniteSets, TLC
@@ -72,7 +78,8 @@ Roles == {"follower", "candidate", "leader"}
 VARIABLES
     promised,     \* durable: the highest ballot the replica has promised
     log,          \* durable: log[r][s] is an Entry or NoEntry
-    commitIndex,  \* persisted as a hint: slots 1..commitIndex[r] are chosen and held
+    commitIndex,  \* persisted as a hint: slots 1..commitIndex[r] are chosen
+    logStart,     \* durable: slots 1..logStart[r] are cut from the log (logStart <= commitIndex)
     role,         \* volatile
     promises,     \* volatile, candidate: the promises received for promised[r]
     nextSlot,     \* volatile, leader: the next free slot (0 when not leader)
@@ -80,7 +87,9 @@ VARIABLES
     msgs,         \* the network
     votes         \* history (not state of any replica): every accept ever made
 
-vars == <<promised, log, commitIndex, role, promises, nextSlot, acks, msgs, votes>>
+\* What a replica holds (every variable but the network and the history).
+replicaVars == <<promised, log, commitIndex, logStart, role, promises, nextSlot, acks>>
+vars == <<replicaVars, msgs, votes>>
 
 NoAcks == [s \in Slots |-> {}]
 
@@ -96,6 +105,10 @@ Message ==
     \cup [type : {"CatchupRequest"}, from : Replicas, commitIndex : 0..MaxSlot]
     \cup [type : {"CatchupReply"}, from : Replicas, to : Replicas,
           entries : SUBSET SlotEntry, commitIndex : 0..MaxSlot]
+    \* A state transfer: chunks of the image of the state at slot index, and a
+    \* request for more of them (any replica other than the sender may serve it).
+    \cup [type : {"SnapshotChunk"}, from : Replicas, to : Replicas, index : Slots]
+    \cup [type : {"SnapshotRequest"}, from : Replicas, index : Slots]
 
 Vote == [rep : Replicas, slot : Slots, bal : Ballots, val : AllValues]
 
@@ -103,6 +116,7 @@ TypeOK ==
     /\ promised \in [Replicas -> Ballots \cup {ZeroBallot}]
     /\ log \in [Replicas -> [Slots -> Entry \cup {NoEntry}]]
     /\ commitIndex \in [Replicas -> 0..MaxSlot]
+    /\ logStart \in [Replicas -> 0..MaxSlot]
     /\ role \in [Replicas -> Roles]
     /\ promises \in [Replicas -> SUBSET [from : Replicas, entries : SUBSET SlotEntry]]
     /\ nextSlot \in [Replicas -> 0..(MaxSlot + 1)]
@@ -152,26 +166,39 @@ StartElection(r) ==
         /\ nextSlot' = [nextSlot EXCEPT ![r] = 0]
         /\ acks' = [acks EXCEPT ![r] = NoAcks]
         /\ Send([type |-> "Prepare", from |-> r, bal |-> b, commitIndex |-> commitIndex[r]])
-        /\ UNCHANGED <<log, commitIndex, votes>>
+        /\ UNCHANGED <<log, commitIndex, logStart, votes>>
+
+\* Phase 1b: promise m's ballot and report every entry above the candidate's
+\* commit index. HandlePrepare does so only when it still holds all of them
+\* (m.commitIndex >= logStart[r]); spec/broken/LowPaxosPromiseBelowCut.tla
+\* promises without that check.
+PromiseEffect(r, m) ==
+    /\ promised' = [promised EXCEPT ![r] = m.bal]
+    /\ BecomeFollower(r)
+    /\ Send([type |-> "Promise", from |-> r, to |-> m.from, bal |-> m.bal,
+             entries |-> EntriesOf(r, m.commitIndex, MaxSlot),
+             commitIndex |-> commitIndex[r]])
+    /\ UNCHANGED <<log, commitIndex, logStart, votes>>
 
 \* Each handler HandleX(r) takes the step HandleXMessage(r, m) for some
 \* message m in the network; trace validation (conformance/TraceLowPaxos.tla)
 \* names the m a logged event handled, so that TLC need not try them all.
+\* A replica that has cut slots the candidate has not committed cannot report
+\* them, so it does not promise. The implementation answers with a Reject
+\* marked lagging, which is not traced and not modelled: its ballot is below
+\* the candidate's, so all it does is make the candidate ask for catch-up
+\* (RequestCatchup).
 HandlePrepareMessage(r, m) ==
     /\ m \in msgs
     /\ m.type = "Prepare"
     /\ m.from # r
     /\ \/ /\ Greater(m.bal, promised[r])
-          /\ promised' = [promised EXCEPT ![r] = m.bal]
-          /\ BecomeFollower(r)
-          /\ Send([type |-> "Promise", from |-> r, to |-> m.from, bal |-> m.bal,
-                   entries |-> EntriesOf(r, m.commitIndex, MaxSlot),
-                   commitIndex |-> commitIndex[r]])
-          /\ UNCHANGED <<log, commitIndex, votes>>
+          /\ m.commitIndex >= logStart[r]
+          /\ PromiseEffect(r, m)
        \* A Prepare of exactly the promised ballot is a duplicate and is dropped.
        \/ /\ Greater(promised[r], m.bal)
           /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r]])
-          /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+          /\ UNCHANGED <<replicaVars, votes>>
 
 HandlePrepare(r) == \E m \in msgs : HandlePrepareMessage(r, m)
 
@@ -215,8 +242,8 @@ HandlePromiseMessage(r, m) ==
                             {p.entries : p \in received}
                               \cup {EntriesOf(r, commitIndex[r], MaxSlot)})
           ELSE /\ promises' = [promises EXCEPT ![r] = received]
-               /\ UNCHANGED <<log, role, nextSlot, acks, msgs, votes>>
-    /\ UNCHANGED <<promised, commitIndex>>
+               /\ UNCHANGED <<log, logStart, role, nextSlot, acks, msgs, votes>>
+    /\ UNCHANGED <<promised, commitIndex, logStart>>
 
 HandlePromise(r) == \E m \in msgs : HandlePromiseMessage(r, m)
 
@@ -227,7 +254,7 @@ HandleRejectMessage(r, m) ==
     /\ Greater(m.bal, promised[r])
     /\ promised' = [promised EXCEPT ![r] = m.bal]
     /\ BecomeFollower(r)
-    /\ UNCHANGED <<log, commitIndex, msgs, votes>>
+    /\ UNCHANGED <<log, commitIndex, logStart, msgs, votes>>
 
 HandleReject(r) == \E m \in msgs : HandleRejectMessage(r, m)
 
@@ -246,7 +273,7 @@ ProposeValue(r, v, targets) ==
        /\ votes' = votes \cup {[rep |-> r, slot |-> s, bal |-> b, val |-> v]}
        /\ Send([type |-> "Accept", from |-> r, to |-> targets, bal |-> b, slot |-> s,
                 val |-> v, commitIndex |-> commitIndex[r]])
-    /\ UNCHANGED <<promised, commitIndex, role, promises>>
+    /\ UNCHANGED <<promised, commitIndex, logStart, role, promises>>
 
 \* The role guard is repeated here so that Propose's body is a conjunction:
 \* TLC then names the step Propose in its traces, not ProposeValue.
@@ -261,7 +288,7 @@ RetryAccept(r, s) ==
     /\ s < nextSlot[r]
     /\ Send([type |-> "Accept", from |-> r, to |-> Replicas \ {r}, bal |-> promised[r],
              slot |-> s, val |-> log[r][s].val, commitIndex |-> commitIndex[r]])
-    /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+    /\ UNCHANGED <<replicaVars, votes>>
 
 \* The follower-side commit rule of HandleAccept and HandleHeartbeat: the
 \* leader of ballot b has committed up to leaderCommit, so every slot up to
@@ -287,6 +314,7 @@ AcceptEffect(r, m) ==
     /\ BecomeFollower(r)
     /\ votes' = votes \cup {[rep |-> r, slot |-> m.slot, bal |-> m.bal, val |-> m.val]}
     /\ Send([type |-> "Accepted", from |-> r, to |-> m.from, bal |-> m.bal, slot |-> m.slot])
+    /\ UNCHANGED logStart
 
 HandleAcceptMessage(r, m) ==
     /\ m \in msgs
@@ -296,7 +324,7 @@ HandleAcceptMessage(r, m) ==
           /\ AcceptEffect(r, m)
        \/ /\ Greater(promised[r], m.bal)
           /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r]])
-          /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+          /\ UNCHANGED <<replicaVars, votes>>
 
 HandleAccept(r) == \E m \in msgs : HandleAcceptMessage(r, m)
 
@@ -313,14 +341,14 @@ HandleAcceptedMessage(r, m) ==
        /\ commitIndex' = [commitIndex EXCEPT ![r] =
                             Advance(commitIndex[r],
                                     {s \in Slots : Cardinality(newAcks[s]) >= Q2})]
-    /\ UNCHANGED <<promised, log, role, promises, nextSlot, msgs, votes>>
+    /\ UNCHANGED <<promised, log, logStart, role, promises, nextSlot, msgs, votes>>
 
 HandleAccepted(r) == \E m \in msgs : HandleAcceptedMessage(r, m)
 
 SendHeartbeat(r) ==
     /\ role[r] = "leader"
     /\ Send([type |-> "Heartbeat", from |-> r, bal |-> promised[r], commitIndex |-> commitIndex[r]])
-    /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+    /\ UNCHANGED <<replicaVars, votes>>
 
 \* A Heartbeat of a lower ballot is answered with a Reject, as an Accept is.
 HandleHeartbeatMessage(r, m) ==
@@ -331,18 +359,17 @@ HandleHeartbeatMessage(r, m) ==
           /\ promised' = [promised EXCEPT ![r] = m.bal]
           /\ commitIndex' = [commitIndex EXCEPT ![r] = FollowerCommit(r, log[r], m.bal, m.commitIndex)]
           /\ BecomeFollower(r)
-          /\ UNCHANGED <<log, msgs, votes>>
+          /\ UNCHANGED <<log, logStart, msgs, votes>>
        \/ /\ Greater(promised[r], m.bal)
           /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r]])
-          /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+          /\ UNCHANGED <<replicaVars, votes>>
 
 HandleHeartbeat(r) == \E m \in msgs : HandleHeartbeatMessage(r, m)
 
 -----------------------------------------------------------------------------
 (* Catch-up: a lagging replica copies committed entries from a replica    *)
-(* that has committed further.                                             *)
-(* In the implementation a replica that lags past the leader's truncation  *)
-(* point receives a snapshot instead; here the log is never truncated.     *)
+(* that has committed further, or, when that replica has cut those         *)
+(* entries from its log, receives its state by a transfer (below).         *)
 
 \* A follower or candidate asks when an Accept or a Heartbeat has shown it a
 \* commit index ahead of its own. That news may be stale by the time it asks
@@ -352,24 +379,38 @@ RequestCatchup(r) ==
     /\ role[r] # "leader"
     /\ \E m \in msgs : m.type \in {"Accept", "Heartbeat"} /\ m.commitIndex > commitIndex[r]
     /\ Send([type |-> "CatchupRequest", from |-> r, commitIndex |-> commitIndex[r]])
-    /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+    /\ UNCHANGED <<replicaVars, votes>>
+
+\* l sends r chunks of an image of its state at index i, which it has
+\* committed. The implementation serves an image it opened lately or one of
+\* its current rows, whose index is that of the last slot that ran a
+\* command, so i may lie below l's cut, and even at or below r's commit
+\* index (then r drops the chunks as stale).
+SendSnapshot(l, r, i) ==
+    /\ i \in 1..commitIndex[l]
+    /\ Send([type |-> "SnapshotChunk", from |-> l, to |-> r, index |-> i])
 
 \* Any replica that has committed further serves the request (committed
-\* slots are chosen wherever they are held), the leader included.
-HandleCatchupRequestMessage(l, m) ==
+\* slots are chosen wherever they are held), the leader included: with the
+\* committed entries from the slot asked for up to some slot n (a reply is
+\* bounded in bytes, and holds at least one entry), or, when it has cut that
+\* slot, by starting a state transfer with chunks of an image of index n.
+\* (The handlers that choose take the choice as a parameter, so that trace
+\* validation can name it: see conformance/TraceLowPaxos.tla.)
+HandleCatchupRequestMessage(l, m, n) ==
     /\ m \in msgs
     /\ m.type = "CatchupRequest"
     /\ m.from # l
     /\ commitIndex[l] > m.commitIndex
-    \* A reply is bounded in bytes: the committed entries from the requested
-    \* slot up to some slot upTo (at least one entry).
-    /\ \E upTo \in (m.commitIndex + 1)..commitIndex[l] :
-          Send([type |-> "CatchupReply", from |-> l, to |-> m.from,
-                entries |-> EntriesOf(l, m.commitIndex, upTo),
-                commitIndex |-> commitIndex[l]])
-    /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+    /\ IF m.commitIndex < logStart[l]
+       THEN SendSnapshot(l, m.from, n)
+       ELSE /\ n \in (m.commitIndex + 1)..commitIndex[l]
+            /\ Send([type |-> "CatchupReply", from |-> l, to |-> m.from,
+                     entries |-> EntriesOf(l, m.commitIndex, n),
+                     commitIndex |-> commitIndex[l]])
+    /\ UNCHANGED <<replicaVars, votes>>
 
-HandleCatchupRequest(l) == \E m \in msgs : HandleCatchupRequestMessage(l, m)
+HandleCatchupRequest(l) == \E m \in msgs, n \in Slots : HandleCatchupRequestMessage(l, m, n)
 
 \* Copying is learning, not voting: no Accepted is sent and no vote is cast.
 \* Where the replica already holds the same value in a higher ballot it keeps
@@ -397,9 +438,91 @@ HandleCatchupReplyMessage(r, m) ==
                                ELSE [bal |-> e.bal, val |-> e.val]
                        ELSE log[r][s]]]
        /\ commitIndex' = [commitIndex EXCEPT ![r] = upTo]
-    /\ UNCHANGED <<promised, role, promises, nextSlot, acks, msgs, votes>>
+    /\ UNCHANGED <<promised, logStart, role, promises, nextSlot, acks, msgs, votes>>
 
 HandleCatchupReply(r) == \E m \in msgs : HandleCatchupReplyMessage(r, m)
+
+-----------------------------------------------------------------------------
+(* Log truncation and state transfer. The implementation persists its KVS *)
+(* rows with the log, so it can drop the log up to a slot it has applied. *)
+(* A replica that needs dropped slots receives a point-in-time image of    *)
+(* the rows instead, in chunks it pulls a window at a time, stages         *)
+(* (durably), verifies against the image's digest and installs at once.   *)
+(* Only the image's index is modelled: the image is the state after the   *)
+(* committed prefix up to it, which Agreement makes the same everywhere.  *)
+
+\* Cut r's log at slot i: entries up to i are dropped.
+CutLog(r, i) ==
+    /\ logStart' = [logStart EXCEPT ![r] = i]
+    /\ log' = [log EXCEPT ![r] = [s \in Slots |-> IF s <= i THEN NoEntry ELSE log[r][s]]]
+
+\* _maybe_snapshot: the cut moves forward, in steps, to below what every
+\* replica has applied, or (the log past log_slots_max) to r's own applied
+\* index, so at most to r's commit index. Any role cuts.
+TruncateLogAt(r, i) ==
+    /\ i > logStart[r]
+    /\ i <= commitIndex[r]
+    /\ CutLog(r, i)
+    /\ UNCHANGED <<promised, commitIndex, role, promises, nextSlot, acks, msgs, votes>>
+
+TruncateLog(r) ==
+    /\ logStart[r] < commitIndex[r]
+    /\ \E i \in Slots : TruncateLogAt(r, i)
+
+\* A replica in a transfer asks for more chunks of the image it is receiving:
+\* a window after each window, and again when none came for a while, from
+\* the replica that sent them or, after silent retries, from another one.
+\* The durable transfer is the chunk it received (msgs never forgets it
+\* unless LoseMessage drops it, which only prunes behaviours).
+RequestSnapshotAt(r, i) ==
+    /\ role[r] # "leader"
+    /\ \E m \in msgs : m.type = "SnapshotChunk" /\ m.to = r /\ m.index = i
+    /\ Send([type |-> "SnapshotRequest", from |-> r, index |-> i])
+    /\ UNCHANGED <<replicaVars, votes>>
+
+RequestSnapshot(r) ==
+    /\ role[r] # "leader"
+    /\ \E i \in Slots : RequestSnapshotAt(r, i)
+
+\* Any replica serves a request for chunks: of the image asked for when it
+\* still has it open, else of a newer one (the receiver then resumes from
+\* it), so of any index it has committed.
+HandleSnapshotRequestMessage(l, m, i) ==
+    /\ m \in msgs
+    /\ m.type = "SnapshotRequest"
+    /\ m.from # l
+    /\ SendSnapshot(l, m.from, i)
+    /\ UNCHANGED <<replicaVars, votes>>
+
+HandleSnapshotRequest(l) == \E m \in msgs, i \in Slots : HandleSnapshotRequestMessage(l, m, i)
+
+\* Staging a chunk changes only rows and cursors, which are not modelled. A
+\* leader drops chunks (it never needs them: see HandleCatchupReply).
+HandleSnapshotChunkMessage(r, m) ==
+    /\ m \in msgs
+    /\ m.type = "SnapshotChunk"
+    /\ m.to = r
+    /\ role[r] # "leader"
+    /\ UNCHANGED vars
+
+HandleSnapshotChunk(r) == \E m \in msgs : HandleSnapshotChunkMessage(r, m)
+
+\* After the last chunk of an image of index i, with the staged rows matching
+\* its digest, the image becomes r's state at slot i: the log up to i is
+\* dropped, entries above it are kept (votes r may still have to report),
+\* and the commit index and the cut move to i. A replica that has meanwhile
+\* committed as far through the log drops the staged rows instead.
+InstallSnapshotAt(r, i) ==
+    /\ role[r] # "leader"
+    /\ i > commitIndex[r]
+    /\ \E m \in msgs : m.type = "SnapshotChunk" /\ m.to = r /\ m.index = i
+    /\ CutLog(r, i)
+    /\ commitIndex' = [commitIndex EXCEPT ![r] = i]
+    /\ UNCHANGED <<promised, role, promises, nextSlot, acks, msgs, votes>>
+
+InstallSnapshot(r) ==
+    /\ role[r] # "leader"
+    /\ \E i \in Slots : InstallSnapshotAt(r, i)
 
 -----------------------------------------------------------------------------
 (* Faults.                                                                 *)
@@ -408,24 +531,25 @@ HandleCatchupReply(r) == \E m \in msgs : HandleCatchupReplyMessage(r, m)
 \* its durable promised ballot and log, and with the commit index it last
 \* wrote as a hint. The implementation writes the hint lazily (with other
 \* records, or after a quiet while), so it may lag the commit index the
-\* replica had: RestartHints(r) with LaggingCommitHint.
-RestartHints(r) == IF LaggingCommitHint THEN 0..commitIndex[r] ELSE {commitIndex[r]}
+\* replica had: RestartHints(r) with LaggingCommitHint. It is never below the
+\* cut, since the rows persisted with the cut cover every slot up to it.
+RestartHints(r) == IF LaggingCommitHint THEN logStart[r]..commitIndex[r] ELSE {commitIndex[r]}
 
 Crash(r) ==
     /\ \E hint \in RestartHints(r) : commitIndex' = [commitIndex EXCEPT ![r] = hint]
     /\ BecomeFollower(r)
-    /\ UNCHANGED <<promised, log, msgs, votes>>
+    /\ UNCHANGED <<promised, log, logStart, msgs, votes>>
 
 \* A leader that has not heard from a quorum for an election timeout stops
 \* leading (timers are not modelled: it may do so at any time).
 StepDown(r) ==
     /\ role[r] = "leader"
     /\ BecomeFollower(r)
-    /\ UNCHANGED <<promised, log, commitIndex, msgs, votes>>
+    /\ UNCHANGED <<promised, log, commitIndex, logStart, msgs, votes>>
 
 LoseMessage == \E m \in msgs :
     /\ msgs' = msgs \ {m}
-    /\ UNCHANGED <<promised, log, commitIndex, role, promises, nextSlot, acks, votes>>
+    /\ UNCHANGED <<replicaVars, votes>>
 
 -----------------------------------------------------------------------------
 
@@ -433,6 +557,7 @@ Init ==
     /\ promised = [r \in Replicas |-> ZeroBallot]
     /\ log = [r \in Replicas |-> [s \in Slots |-> NoEntry]]
     /\ commitIndex = [r \in Replicas |-> 0]
+    /\ logStart = [r \in Replicas |-> 0]
     /\ role = [r \in Replicas |-> "follower"]
     /\ promises = [r \in Replicas |-> {}]
     /\ nextSlot = [r \in Replicas |-> 0]
@@ -456,6 +581,11 @@ Next ==
     \/ \E r \in Replicas : RequestCatchup(r)
     \/ \E l \in Replicas : HandleCatchupRequest(l)
     \/ \E r \in Replicas : HandleCatchupReply(r)
+    \/ \E r \in Replicas : TruncateLog(r)
+    \/ \E r \in Replicas : RequestSnapshot(r)
+    \/ \E l \in Replicas : HandleSnapshotRequest(l)
+    \/ \E r \in Replicas : HandleSnapshotChunk(r)
+    \/ \E r \in Replicas : InstallSnapshot(r)
     \/ \E r \in Replicas : Crash(r)
     \/ \E r \in Replicas : StepDown(r)
     \/ LoseMessage
@@ -482,19 +612,38 @@ ChosenValues(s) == {v \in AllValues : Chosen(s, v)}
 \* Paxos Made Simple §2.1: at most one value is chosen per slot.
 Agreement == \A s \in Slots : Cardinality(ChosenValues(s)) <= 1
 
-\* Every replica's committed slots hold the value every other replica holds there.
+\* A committed slot that r still holds (above its cut).
+HeldCommitted(r, s) == s > logStart[r] /\ s <= commitIndex[r]
+
+\* The committed slots two replicas both still hold carry the same value.
 CommittedPrefixesAgree ==
     \A r1, r2 \in Replicas : \A s \in Slots :
-        (s <= commitIndex[r1] /\ s <= commitIndex[r2]) => log[r1][s].val = log[r2][s].val
+        (HeldCommitted(r1, s) /\ HeldCommitted(r2, s)) => log[r1][s].val = log[r2][s].val
 
-\* What a replica has committed was chosen (stronger than the above).
+\* What a replica holds committed was chosen (stronger than the above).
 CommittedIsChosen ==
     \A r \in Replicas : \A s \in Slots :
-        s <= commitIndex[r] => Chosen(s, log[r][s].val)
+        HeldCommitted(r, s) => Chosen(s, log[r][s].val)
+
+\* Every slot up to a replica's cut is chosen: a replica cuts only what it
+\* has committed, and installs only an image of a prefix that its sender had
+\* committed. (Which value is in the image is not modelled; the image is the
+\* state after the chosen values, which Agreement makes unique.)
+CutIsChosen ==
+    \A r \in Replicas : \A s \in Slots : s <= logStart[r] => ChosenValues(s) # {}
+
+\* The cut lies at or below the commit index and nothing is held below it.
+\* (Not a safety property: it says the spec keeps its own bookkeeping.)
+LogCutWellFormed ==
+    \A r \in Replicas :
+        /\ logStart[r] <= commitIndex[r]
+        /\ \A s \in Slots : s <= logStart[r] => log[r][s] = NoEntry
 
 \* The refinement mapping: the committed log of ReplicatedLog is the longest
 \* prefix of chosen slots, and a value counts as proposed once some replica
-\* has accepted it (the leader accepts its own proposal first).
+\* has accepted it (the leader accepts its own proposal first). Both come
+\* from the history variable votes, which truncation never touches, so the
+\* mapping holds across cuts and installs: what was chosen stays chosen.
 ChosenLength == Advance(0, {s \in Slots : ChosenValues(s) # {}})
 CommittedLog == [i \in 1..ChosenLength |-> CHOOSE v \in ChosenValues(i) : TRUE]
 ProposedValues == {x.val : x \in votes} \cap Values

@@ -37,8 +37,8 @@ SPEC_DIR = REPO / "spec"
 CONFORMANCE_DIR = REPO / "conformance"
 MODULE = "TraceCheck"
 LOG_LINES_MAX = 6  # log entries shown per replica in a report (the last ones)
-SPEC_VARIABLES = ("promised", "log", "commitIndex", "role", "promises", "nextSlot", "acks",
-                  "msgs", "votes")
+SPEC_VARIABLES = ("promised", "log", "commitIndex", "logStart", "role", "promises", "nextSlot",
+                  "acks", "msgs", "votes")
 
 
 @dataclass
@@ -161,7 +161,7 @@ def _want(plan: tlagen.PlannedEvent) -> dict | None:
     if state is None:
         return None
     return {"role": state.role, "promised": (state.promised[0], state.promised[1] + 1),
-            "commitIndex": state.commit_index, "logStart": state.log_start,
+            "commitIndex": state.commit_index, "logStart": plan.log_start, "cut": state.log_start,
             "log": {slot: ((e.ballot[0], e.ballot[1] + 1), e.batch) for slot, e in state.log.items()}}
 
 
@@ -172,6 +172,7 @@ def _want_tla(want: dict) -> str:
     return (f"[role |-> {tlagen.tla_string(want['role'])}, "
             f"promised |-> <<{want['promised'][0]}, {want['promised'][1]}>>, "
             f"commit |-> {want['commitIndex']}, logStart |-> {want['logStart']}, "
+            f"cut |-> {want['cut']}, "
             f"log |-> LET F == {sparse} IN [s \\in Slots |-> IF s \\in DOMAIN F THEN F[s] ELSE NoEntry]]")
 
 
@@ -192,6 +193,7 @@ def _replica_view(state: dict[str, object], r: int) -> dict:
         "role": at(state["role"], r),
         "promised": tuple(at(state["promised"], r)),
         "commitIndex": at(state["commitIndex"], r),
+        "logStart": at(state["logStart"], r),
         "log": {s: at(log, s) for s in slots if tuple(at(log, s)["bal"]) != (0, 0)},
         "nextSlot": at(state["nextSlot"], r),
         "promises": at(state["promises"], r),
@@ -237,7 +239,8 @@ def _explain(trace: Trace, plans: list[tlagen.PlannedEvent], index: int, module_
     view = _replica_view(before, r)
     lines.append(f"  spec state before it, replica {event.replica} (spec id {r}): "
                  f"role {view['role']}, promised {show(view['promised'])}, "
-                 f"commitIndex {view['commitIndex']}, nextSlot {view['nextSlot']}")
+                 f"commitIndex {view['commitIndex']}, logStart {view['logStart']}, "
+                 f"nextSlot {view['nextSlot']}")
     held = sorted(view["log"].items())
     if len(held) > LOG_LINES_MAX:
         lines.append(f"    log[1..{held[-LOG_LINES_MAX - 1][0]}]: {len(held) - LOG_LINES_MAX} entries "
@@ -301,9 +304,11 @@ def _field_diff(spec_view: dict, want: dict) -> list[str]:
     if spec_view["commitIndex"] != want["commitIndex"]:
         differences.append(f"commit_index: spec {spec_view['commitIndex']}, "
                            f"trace {want['commitIndex']}")
+    if spec_view["logStart"] != want["logStart"]:
+        differences.append(f"log_start: spec {spec_view['logStart']}, trace {want['logStart']}")
     slots = sorted(set(spec_view["log"]) | set(want["log"]))
     for slot in slots:
-        if slot <= want["logStart"]:
+        if slot <= want["cut"]:
             continue
         spec_entry = spec_view["log"].get(slot)
         spec_pair = None if spec_entry is None else (tuple(spec_entry["bal"]), spec_entry["val"])
@@ -329,7 +334,8 @@ def _event_text(event: Event) -> str:
     state = event.state
     if state is not None:
         parts.append(f"-> role {state.role}, promised {list(state.promised)}, "
-                     f"commit_index {state.commit_index}, {len(state.log)} log entries")
+                     f"commit_index {state.commit_index}, log_start {state.log_start}, "
+                     f"{len(state.log)} log entries")
     return "; ".join(parts)
 
 
@@ -353,7 +359,7 @@ def _probe_module(before: dict[str, str], index: int, r: int, want: dict | None)
         "ProbeNext ==",
         "    \\/ /\\ phase = 0 /\\ phase' = 1",
         "       /\\ enabledNow' = EnabledActions",
-        "       /\\ best' = LET ds == {k \\in 0..(3 + MaxSlot) :",
+        "       /\\ best' = LET ds == {k \\in 0..(4 + MaxSlot) :",
         "                           ENABLED (TakeAny(ProbeEvent) /\\ Distance(ProbeR, Want)' = k)}",
         "                  IN IF ds = {} THEN -1 ELSE MinOf(ds)",
         "       /\\ UNCHANGED <<vars, l>>",

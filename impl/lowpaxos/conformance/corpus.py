@@ -1,8 +1,10 @@
 """Traces to check: simulator runs with faults, mutants' traces, a real cluster's.
 
 * ``sim_trace``: one simulator run (lowpaxos.sim.run) with faults, written as
-  NDJSON. Snapshots are turned off (a snapshot cuts the log, which the spec
-  does not model), otherwise the core runs as configured by default.
+  NDJSON, with the small log-cut and state-transfer settings of ``lowpaxos sim
+  --trace`` (``TRACE_PROTOCOL_OPTIONS``), so that runs cut their logs and a
+  replica down or cut off for a while catches up by a state transfer;
+  otherwise the core runs as configured by default.
 * ``mutant_trace``: the same run in a copy of the tree with one patch of
   tests/mutants/ applied (tests/mutants/run.py's way), in a subprocess.
 * ``runtime_trace``: a 3-process cluster on 127.0.0.1 (lowpaxos.runtime) with
@@ -26,9 +28,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 
-# Snapshots off: at most this many applied slots before one (far beyond a trace's run).
-NO_SNAPSHOT_SLOTS = 1_000_000
-
 
 @dataclass(frozen=True, slots=True)
 class SimRun:
@@ -46,9 +45,14 @@ class SimRun:
     # (replica, first tick, ticks): cut one replica off from the others, besides the
     # random faults. Long enough (over 2 * election_ticks) and a leader steps down.
     isolate: tuple[int, int, int] | None = None
+    # (replica, first tick, ticks): crash one replica and restart it that much later,
+    # besides the random faults. Long enough and the others cut their logs past it,
+    # so that it catches up by a state transfer.
+    crash: tuple[int, int, int] | None = None
 
     def name(self) -> str:
-        return f"sim-seed{self.seed}-ops{self.ops}" + ("-isolated" if self.isolate else "")
+        return (f"sim-seed{self.seed}-ops{self.ops}" + ("-isolated" if self.isolate else "")
+                + ("-crashed" if self.crash else ""))
 
 
 # The corpus `make conformance` regenerates and checks: several seeds, all faults.
@@ -68,15 +72,14 @@ QUICK_RUNS = (SimRun(seed=1), SimRun(seed=2, crashes=2))
 def sim_trace(run: SimRun, path: Path) -> dict:
     """Run the simulator with ``run``'s faults and write its trace to ``path``."""
     from lowpaxos.protocols.registry import PROTOCOLS
-    from lowpaxos.sim.cli import ndjson_writer, trace_meta_line
-    from lowpaxos.sim.faults import FaultPlan, Partition
+    from lowpaxos.sim.cli import TRACE_PROTOCOL_OPTIONS, ndjson_writer, trace_meta_line
+    from lowpaxos.sim.faults import Crash, FaultPlan, Partition
     from lowpaxos.sim.run import RunLimits
     from lowpaxos.sim.run import run as run_sim
     from lowpaxos.sim.simulator import SimOptions
 
     spec = PROTOCOLS["lowpaxos"]
-    config = spec.make_config(3, snapshot_slots=NO_SNAPSHOT_SLOTS,
-                              log_slots_max=NO_SNAPSHOT_SLOTS + 64)
+    config = spec.make_config(3, **TRACE_PROTOCOL_OPTIONS)
     tick_us = 1_000
     safety_us = run.safety_ticks * tick_us
     plan = FaultPlan.random(random.Random(f"faults:{run.seed}"), replicas=3, window_us=safety_us,
@@ -88,6 +91,11 @@ def sim_trace(run: SimRun, path: Path) -> dict:
         cut = Partition(start * tick_us, ((replica,), others), ticks * tick_us)
         plan = dataclasses.replace(plan, partitions=tuple(sorted(
             plan.partitions + (cut,), key=lambda p: (p.time_us, p.groups))))
+    if run.crash is not None:
+        replica, start, ticks = run.crash
+        down = Crash(start * tick_us, replica, ticks * tick_us)
+        plan = dataclasses.replace(plan, crashes=tuple(sorted(
+            plan.crashes + (down,), key=lambda c: (c.time_us, c.replica))))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as file:
         file.write(trace_meta_line("lowpaxos", config, run.seed, "sim"))

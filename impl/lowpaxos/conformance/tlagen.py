@@ -16,13 +16,29 @@ sequence only when it must, but keeping one shape avoids surprises):
 
 ``line`` (in the file), ``k`` (the spec action to take, or "Skip"), ``r``,
 ``check`` (compare the post-state?), ``role``, ``promised``, ``commit``,
-``logStart``, ``delta`` (the log slots that changed, slot :> entry), ``msg`` (the
-message handled, as a spec record, or ``[type |-> "none"]``), ``slot``
-(RetryAccept), ``val`` (Propose: the value put in the slot), and ``sends``
+``logStart`` (the spec's cut after the step), ``cut`` (the logged cut: log slots
+at or below it are not compared), ``delta`` (the log slots above ``cut`` that
+changed, slot :> entry), ``msg`` (the message handled, as a spec record, or
+``[type |-> "none"]``), ``slot`` (RetryAccept; TruncateLog: the new cut), ``val``
+(Propose: the value put in the slot), ``pin`` (the choice the logged sends show:
+the last slot of a catch-up reply, the image index of chunks or of a request for
+them; 0 when none is logged), and ``sends``
 (messages the event put in the network; the simulator logs them, the runtime
 does not). An Accept's recipients are a set in the spec; where the trace knows
 only some of them, the record has ``targets`` (each must be a recipient)
 instead of ``to``.
+
+A log cut (TruncateLog) happens inside the step of a handler whose commit it
+follows, and the core logs the handler's event with the state at the end of the
+step, after the cut. The spec takes the handler and TruncateLog as two steps, so
+the handler's line is checked against the cut the replica had before (``logStart``)
+and its log only above the logged cut (``cut``); the TruncateLog line that follows
+checks the cut itself.
+
+A state transfer is checked at the spec's level of detail: which image index each
+SnapshotChunk and SnapshotRequest carries (rows, cursors and digests are not in the
+spec), that chunks arrive only from a replica that served one, and that
+InstallSnapshot takes the index of a chunk received, above the commit index.
 """
 
 from __future__ import annotations
@@ -51,6 +67,11 @@ SPEC_ACTION = {
     "RequestCatchup": "RequestCatchup",
     "HandleCatchupRequest": "HandleCatchupRequest",
     "HandleCatchupReply": "HandleCatchupReply",
+    "TruncateLog": "TruncateLog",
+    "RequestSnapshot": "RequestSnapshot",
+    "HandleSnapshotRequest": "HandleSnapshotRequest",
+    "HandleSnapshotChunk": "HandleSnapshotChunk",
+    "InstallSnapshot": "InstallSnapshot",
     "StepDown": "StepDown",
     "Restart": "Crash",
     "Crash": "Skip",
@@ -59,8 +80,8 @@ SPEC_ACTION = {
 
 
 class UnsupportedTrace(ValueError):
-    """A well-formed trace with something the spec does not model (a snapshot,
-    |Q1| = 1); ``line`` names the event."""
+    """A well-formed trace with something the spec does not model (|Q1| = 1);
+    ``line`` names the event."""
 
     def __init__(self, line: int, reason: str) -> None:
         super().__init__(f"line {line}: {reason}")
@@ -145,7 +166,12 @@ def spec_message(message: dict, sender: int, receiver: int | None,
     elif kind == "CatchupReply":
         fields = base + to + [("entries", slot_entries(message["entries"])),
                               ("commitIndex", str(message["commit_index"]))]
-    else:  # HeartbeatReply and Snapshot are not in the spec
+    elif kind == "SnapshotChunk":
+        fields = base + to + [("index", str(message["image_index"]))]
+    elif kind == "SnapshotRequest":
+        # Like a CatchupRequest, any replica may serve it in the spec: no ``to``.
+        fields = base + [("index", str(message["image_index"]))]
+    else:  # HeartbeatReply is not in the spec
         return None
     return tla_record(fields)
 
@@ -159,6 +185,8 @@ class PlannedEvent:
     check: bool
     state_event: Event  # whose logged state the step must reach
     sends: list[str]  # partial spec records
+    log_start: int = 0  # the spec's cut after the step (see the module docstring)
+    pin: int = 0  # the choice the step's logged sends show (0: none logged), see pin_of
 
 
 def _owner(events: list[Event], message: dict, target: int) -> Event | None:
@@ -175,6 +203,11 @@ def _owner(events: list[Event], message: dict, target: int) -> Event | None:
         wanted = ("HandleAccept",)
     elif kind == "CatchupReply":
         wanted = ("HandleCatchupRequest",)
+    elif kind == "SnapshotChunk":
+        wanted = ("HandleCatchupRequest", "HandleSnapshotRequest")
+    elif kind == "SnapshotRequest":
+        return next((e for e in events if e.action == "RequestSnapshot" and e.target == target),
+                    None)
     elif kind == "Heartbeat":
         return next((e for e in events if e.action == "SendHeartbeat" and e.target == target), None)
     elif kind == "CatchupRequest":
@@ -198,12 +231,6 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
                           e.action not in ("Crash", "BecomeLeader") and e.state is not None, e, [])
              for e in events]
     for index, event in enumerate(events):
-        if event.action == "HandleSnapshot":
-            raise UnsupportedTrace(event.line, "HandleSnapshot: snapshots are not in the spec "
-                                               "(trace runs with snapshots off)")
-        if event.state is not None and event.state.log_start > 0:
-            raise UnsupportedTrace(event.line, "a log cut below a snapshot (log_start > 0) is "
-                                               "not in the spec")
         if event.action == "BecomeLeader":
             previous = events[index - 1] if index > 0 else None
             if (previous is None or previous.action != "HandlePromise"
@@ -214,6 +241,7 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
                                                    "in the spec)")
             # The spec's HandlePromise becomes leader in the same step.
             plans[index - 1].state_event = event
+    _plan_cuts(events, plans)
     # Sends, from the simulator's step records: attach each to the event that made it.
     by_step: dict[int, list[int]] = {}
     for index, event in enumerate(events):
@@ -235,13 +263,15 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
         for (owner_index, _), group in sorted(grouped.items()):
             first = group[0]
             owner = events[owner_index]
+            plans[owner_index].pin = max(plans[owner_index].pin, pin_of(first["message"]))
             targets = {s["target"] for s in group}
             exact = owner.action == "Propose"
             record = spec_message(first["message"], owner.replica,
                                   first["target"] if len(group) == 1 else None,
                                   targets, exact)
             if record is not None:
-                if first["message"]["type"] in ("Prepare", "Heartbeat", "CatchupRequest", "Accept"):
+                if first["message"]["type"] in ("Prepare", "Heartbeat", "CatchupRequest",
+                                                "SnapshotRequest", "Accept"):
                     plans[owner_index].sends.append(record)
                 else:
                     for send in group:
@@ -250,30 +280,70 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
     return plans
 
 
+def pin_of(message: dict) -> int:
+    """The choice of the spec step that a sent message shows: the last slot of a
+    catch-up reply (the spec's n), the image index of a chunk or of a request for
+    chunks; 0 for other messages."""
+    kind = message["type"]
+    if kind == "CatchupReply":
+        return max((slot for slot, _ballot, _batch in message["entries"]), default=0)
+    if kind in ("SnapshotChunk", "SnapshotRequest"):
+        return message["image_index"]
+    return 0
+
+
+def _plan_cuts(events: list[Event], plans: list[PlannedEvent]) -> None:
+    """The spec's cut after each line: a TruncateLog line's slot; for the line of the
+    handler whose step the cut came in (the TruncateLog line is the replica's next, in
+    the same step) the cut it had before; else the logged one."""
+    cut: dict[int, int] = {}  # replica -> the spec's cut so far (durable: kept over crashes)
+    following: dict[int, Event | None] = {}
+    next_of_replica: list[Event | None] = [None] * len(events)
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        next_of_replica[index] = following.get(event.replica)
+        following[event.replica] = event
+    for index, event in enumerate(events):
+        plan = plans[index]
+        state = plan.state_event.state
+        before = cut.get(event.replica, 0)
+        after = next_of_replica[index]
+        cut_follows = (after is not None and after.action == "TruncateLog"
+                       and (after.step is None or after.step == event.step))
+        if event.action == "TruncateLog":
+            plan.log_start = event.slot
+        elif state is None or cut_follows:
+            plan.log_start = before
+        else:
+            plan.log_start = state.log_start
+        cut[event.replica] = plan.log_start
+
+
 def event_record(plan: PlannedEvent, previous_log: dict[int, Entry]) -> str:
     event = plan.event
     state = plan.state_event.state
     fields = [("line", str(event.line)), ("k", tla_string(plan.spec_action)),
               ("r", str(event.replica + 1)), ("check", "TRUE" if plan.check else "FALSE")]
     if state is not None:
-        changed = sorted(set(state.log) | set(previous_log))
+        changed = sorted(s for s in set(state.log) | set(previous_log) if s > state.log_start)
         delta = []
         for slot in changed:
             now = state.log.get(slot)
             if now != previous_log.get(slot):
                 delta.append((str(slot), tla_entry(now) if now is not None else "NoEntry"))
         fields += [("role", tla_string(state.role)), ("promised", tla_ballot(state.promised)),
-                   ("commit", str(state.commit_index)), ("logStart", str(state.log_start)),
-                   ("delta", tla_function(delta))]
+                   ("commit", str(state.commit_index)), ("logStart", str(plan.log_start)),
+                   ("cut", str(state.log_start)), ("delta", tla_function(delta))]
     else:
         fields += [("role", '"none"'), ("promised", "<<0, 0>>"), ("commit", "0"),
-                   ("logStart", "0"), ("delta", tla_function([]))]
+                   ("logStart", str(plan.log_start)), ("cut", "0"), ("delta", tla_function([]))]
     message = None
     if event.message is not None:
         receiver = event.replica
         message = spec_message(event.message, event.source, receiver, {receiver}, False)
     fields.append(("msg", message or '[type |-> "none"]'))
     fields.append(("slot", str(event.slot or 0)))
+    fields.append(("pin", str(plan.pin)))
     value = '"none"'
     if event.action == "Propose" and state is not None and event.slot in state.log:
         value = tla_value(state.log[event.slot].batch)
@@ -316,7 +386,7 @@ def model_of(trace: Trace) -> Model:
         messages += [s["message"] for s in event.sent]
         for message in messages:
             rounds.append(message["ballot"][0])
-            for name in ("slot", "commit_index", "index"):
+            for name in ("slot", "commit_index", "image_index"):
                 if name in message:
                     slots.append(message[name])
             if "value" in message:

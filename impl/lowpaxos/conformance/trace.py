@@ -27,18 +27,21 @@ RECEIVE_ACTIONS = {
     "HandleHeartbeat": "Heartbeat",
     "HandleCatchupRequest": "CatchupRequest",
     "HandleCatchupReply": "CatchupReply",
-    "HandleSnapshot": "Snapshot",
+    "HandleSnapshotRequest": "SnapshotRequest",
+    "HandleSnapshotChunk": "SnapshotChunk",
 }
 LOCAL_ACTIONS = frozenset({
     "StartElection", "BecomeLeader", "Propose", "RetryAccept", "SendHeartbeat",
-    "RequestCatchup", "StepDown",
+    "RequestCatchup", "StepDown", "TruncateLog", "InstallSnapshot", "RequestSnapshot",
 })
 DRIVER_ACTIONS = frozenset({"Crash", "Restart"})  # written by the simulator, not by a core
 ACTIONS = frozenset(RECEIVE_ACTIONS) | LOCAL_ACTIONS | DRIVER_ACTIONS
 ROLES = frozenset({"follower", "candidate", "leader"})
 
 # Fields of each message type as describe_message writes them (core.py), with a
-# check of each value. Entries are [slot, [round, replica], batch id].
+# check of each value. Entries are [slot, [round, replica], batch id]; the rows of
+# a SnapshotChunk are a count (their contents are not in the spec); a split or a
+# cursor of a transfer stream is a list or null.
 MESSAGE_FIELDS = {
     "Prepare": {"ballot": "ballot", "commit_index": "nat"},
     "Promise": {"ballot": "ballot", "entries": "entries", "commit_index": "nat"},
@@ -50,7 +53,11 @@ MESSAGE_FIELDS = {
     "HeartbeatReply": {"ballot": "ballot", "commit_index": "nat"},
     "CatchupRequest": {"ballot": "ballot", "from_slot": "nat"},
     "CatchupReply": {"ballot": "ballot", "entries": "entries", "commit_index": "nat"},
-    "Snapshot": {"ballot": "ballot", "index": "nat", "state": "batch"},
+    "SnapshotRequest": {"ballot": "ballot", "image_index": "nat", "base": "nat",
+                        "split": "position", "cursor": "position", "credits": "nat"},
+    "SnapshotChunk": {"ballot": "ballot", "image_index": "nat", "digest": "int", "base": "nat",
+                      "split": "position", "cursor": "position", "next_cursor": "position",
+                      "rows": "nat"},
 }
 
 # A bound on what one line may hold, so that a corrupt file cannot exhaust memory.
@@ -135,6 +142,10 @@ def _check_value(path: str, line: int, what: str, kind: str, value: object) -> N
         _fail(path, line, f"{what} must be a slot (>= 1), got {value!r}")
     elif kind == "bool" and not isinstance(value, bool):
         _fail(path, line, f"{what} must be true or false, got {value!r}")
+    elif kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
+        _fail(path, line, f"{what} must be an integer, got {value!r}")
+    elif kind == "position" and not (value is None or isinstance(value, list)):
+        _fail(path, line, f"{what} must be a list or null, got {value!r}")
     elif kind == "batch" and not (isinstance(value, str) and value):
         _fail(path, line, f"{what} must be a batch id (a string), got {value!r}")
     elif kind == "ballot":
@@ -213,11 +224,11 @@ def parse_event(path: str, line: int, obj: dict, replicas: int) -> Event:
         if message["type"] != RECEIVE_ACTIONS[action]:
             _fail(path, line, f"{action} handles a {RECEIVE_ACTIONS[action]}, not a {message['type']}")
         event.message = message
-    if action in ("Propose", "RetryAccept"):
+    if action in ("Propose", "RetryAccept", "TruncateLog"):
         if not (_is_nat(obj.get("slot")) and obj["slot"] >= 1):
             _fail(path, line, f"{action} needs a slot, got {obj.get('slot')!r}")
         event.slot = obj["slot"]
-    if action in ("SendHeartbeat", "RequestCatchup"):
+    if action in ("SendHeartbeat", "RequestCatchup", "RequestSnapshot"):
         target = obj.get("target")
         if not (_is_nat(target) and target < replicas and target != replica):
             _fail(path, line, f"{action} needs a target replica, got {target!r}")

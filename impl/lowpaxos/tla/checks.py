@@ -20,7 +20,8 @@ SPEC_DIR = Path(__file__).resolve().parents[3] / "spec"
 
 # What a broken variant may be caught by. A TypeOK failure would mean a bug in
 # the spec itself, so it does not count as catching the protocol bug.
-SAFETY_CHECKS = frozenset({"Agreement", "CommittedPrefixesAgree", "CommittedIsChosen", "ImplementsReplicatedLog"})
+SAFETY_CHECKS = frozenset({"Agreement", "CommittedPrefixesAgree", "CommittedIsChosen", "CutIsChosen",
+                           "ImplementsReplicatedLog"})
 
 
 class Expect(enum.Enum):
@@ -85,6 +86,13 @@ CHECKS: tuple[SpecCheck, ...] = (
         "broken/LowerBallot",
         "broken/LowPaxosLowerBallot.tla",
         "broken/LowPaxosLowerBallot.cfg",
+        Expect.VIOLATION,
+        timeout_s=300,
+    ),
+    SpecCheck(
+        "broken/PromiseBelowCut",
+        "broken/LowPaxosPromiseBelowCut.tla",
+        "broken/LowPaxosPromiseBelowCut.cfg",
         Expect.VIOLATION,
         timeout_s=300,
     ),
