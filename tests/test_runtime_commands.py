@@ -79,8 +79,13 @@ async def run_command(replica, session, spec, arguments):
 class ListWriter:
     def __init__(self) -> None:
         self.data = bytearray()
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
 
     def write(self, data: bytes) -> None:
+        assert not self.closing, "no write after the client closed"
         self.data += data
 
     async def drain(self) -> None:
@@ -311,3 +316,23 @@ def test_lanes_reuse_sessions_and_respect_the_bound():
     assert again is first and again.next_request_id() == 2
     with pytest.raises(AssertionError, match="more sessions than commands in flight"):
         lanes.take()
+
+
+def test_replies_stop_when_the_client_is_gone():
+    """Once the client's connection is closing, the writer stops with ConnectionResetError
+    instead of writing the remaining replies into it."""
+    async def scenario():
+        r = FakeReplica(seed=4, delay_s_max=0.002)
+        pipeline = Pipeline(lambda *a: run_command(r, *a), 8)
+        writer = ListWriter()
+        replies = asyncio.create_task(pipeline.write_replies(writer))
+        await pipeline.start(encode(["SET", "a", "1"]))
+        while not writer.data:  # bounded: the SET answers within delay_s_max
+            await asyncio.sleep(0.001)
+        writer.closing = True
+        await pipeline.start(encode(["SET", "b", "2"]))
+        pipeline.end_input()
+        with pytest.raises(ConnectionResetError):
+            await replies
+        assert bytes(writer.data) == resp.OK
+    asyncio.run(scenario())

@@ -191,6 +191,9 @@ class Pipeline:
                     reply, close = self.outstanding.popleft().result()
                     chunks.append(reply)
                 self.room.set()
+                if writer.is_closing():
+                    # The client is gone: writing on would only log each failed send.
+                    raise ConnectionResetError("the client closed the connection")
                 writer.write(b"".join(chunks))
                 await writer.drain()
                 if close:

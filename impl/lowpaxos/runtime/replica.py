@@ -697,6 +697,10 @@ class Replica:
             await replies  # every reply written (or the connection broke)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # The replica is stopping. Python 3.11's stream server logs a cancelled
+            # handler as an unhandled error; a connection ended by shutdown is not one.
+            pass
         except Exception as error:  # noqa: BLE001 - one connection must not end the process
             self.input_failed("connection", error)
         finally:
