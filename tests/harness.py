@@ -15,6 +15,7 @@ class Cluster:
     def __init__(self, replicas: int = 3, seed: int = 0, **options) -> None:
         spec = PROTOCOLS["lowpaxos"]
         self.spec = spec
+        options.setdefault("invariant_full_scan_steps", 1)  # every invariant, every step
         self.config = spec.make_config(replicas, **options)
         self.seed = seed
         self.durable = [spec.new_durable() for _ in range(replicas)]

@@ -35,7 +35,7 @@ class LowPaxosCluster(RuleBasedStateMachine):
         config = spec.make_config(REPLICAS, window_slots=4, snapshot_slots=8,
                                   log_slots_max=24, pending_commands_max=16,
                                   batch_bytes_max=300, transfer_chunk_bytes=64,
-                                  transfer_window=2)
+                                  transfer_window=2, invariant_full_scan_steps=1)
         self.sim = Simulator(spec, config, SimOptions(replicas=REPLICAS, clients=4, ops=10_000,
                                                       keys=12, value_bytes=40, seed=0,
                                                       tick_us=TICK_US))

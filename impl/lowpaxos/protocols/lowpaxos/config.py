@@ -55,6 +55,9 @@ class LowPaxosConfig:
     # Slots a replica serving a state transfer keeps beyond log_slots_max (from the image
     # on), so that the receiver can catch up through the log afterwards.
     transfer_log_slots_max: int = 4096
+    # The invariants that walk the whole log run every this many steps (1: every step,
+    # as the tests and the simulator do); the cheap ones run every step.
+    invariant_full_scan_steps: int = 64
     # Tombstones of deleted keys are kept this many slots, so that an interrupted
     # transfer can resume from a newer image with only the rows changed since.
     tombstone_slots: int = 4096
@@ -81,7 +84,7 @@ class LowPaxosConfig:
             )
         for name in ("heartbeat_ticks", "election_ticks", "accept_retry_ticks",
                      "prepare_retry_ticks", "catchup_retry_ticks", "window_slots",
-                     "snapshot_slots", "window_bytes_max", "transfer_window", "transfer_scan_rows_max", "images_max",
+                     "snapshot_slots", "invariant_full_scan_steps", "window_bytes_max", "transfer_window", "transfer_scan_rows_max", "images_max",
                      "image_reuse_ticks", "image_idle_ticks", "transfer_retries_per_source"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
