@@ -76,7 +76,7 @@ FORMAT = 2
 ENTRY_KEY = struct.Struct(">qqq")
 VERIFY_ROWS_AT_LOAD_MAX = 100_000
 WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, stated here so it is a decision
-JOURNAL_SIZE_LIMIT_BYTES = 64 << 20
+JOURNAL_SIZE_LIMIT_BYTES = 8 << 20
 TABLES = {"meta", "entries"} | {f"{table}_{pair}" for table in ("kv", "tomb") for pair in PAIRS}
 META_NAMES = {"format", "replica_id", "promised", "commit_index", "log_start", "transfer", "live",
               *(meta_name(pair) for pair in PAIRS)}
