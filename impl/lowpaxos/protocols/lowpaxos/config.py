@@ -33,7 +33,7 @@ class LowPaxosConfig:
     accept_retry_ticks: int = 10  # an Accept unanswered this long is resent to every replica
     prepare_retry_ticks: int = 30
     catchup_retry_ticks: int = 10
-    catchup_bytes_max: int = 1200
+    catchup_bytes_max: int = 32768  # several datagrams: the runtime fragments it
     # The commit point is written as a hint with other records, or alone after this long.
     commit_hint_ticks: int = 50
     # Cut the log in steps of this many applied slots (the KVS rows are persisted anyway).
@@ -45,7 +45,7 @@ class LowPaxosConfig:
     # datagram), rows one chunk may examine, open images served at once, how long an
     # image serves before a request opens a newer one, when an unused one is closed,
     # and silent retries before the receiver asks another replica.
-    transfer_window: int = 16
+    transfer_window: int = 64
     transfer_chunk_bytes: int = 1100
     transfer_scan_rows_max: int = 4096
     images_max: int = 2
