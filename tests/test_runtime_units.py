@@ -1,27 +1,13 @@
 """Unit tests of the runtime's pieces that need no process: RESP bounds, datagram
-authentication, SQLite storage (round trip and corruption), the cluster file."""
+authentication, the cluster file (storage: tests/test_storage.py)."""
 
 from __future__ import annotations
 
-import random
-import sqlite3
-
 import pytest
 
-from lowpaxos.core.api import Command
-from lowpaxos.protocols.lowpaxos.durable import DurableState
-from lowpaxos.protocols.lowpaxos.messages import (
-    Ballot,
-    Entry,
-    SaveCommit,
-    SaveEntries,
-    SavePromise,
-    SaveSnapshot,
-)
 from lowpaxos.runtime import resp
 from lowpaxos.runtime.cluster import ClusterFileError, load_cluster, load_key, write_cluster_file
 from lowpaxos.runtime.framing import MESSAGE, FrameError, open_frame, peek_sender, seal
-from lowpaxos.runtime.storage import SqliteStorage, StorageCorrupt
 
 KEY = bytes(range(32))
 
@@ -117,130 +103,6 @@ def test_frame_drops_wrong_key_and_unknown_sender():
 
 
 # ---------------------------------------------------------------- storage
-
-
-def random_records(rng: random.Random, count: int) -> list:
-    """Records as a LowPaxos core emits them: promises rise, snapshots cover commits."""
-    records = []
-    promised = Ballot(0, -1)
-    commit = snapshot = log_start = 0
-    top = 0
-    for _ in range(count):
-        kind = rng.random()
-        if kind < 0.15:
-            promised = Ballot(promised.round + rng.randint(0, 2), rng.randrange(3))
-            promised = max(promised, Ballot(promised.round, promised.replica))
-            records.append(SavePromise(promised))
-            promised = records[-1].ballot
-        elif kind < 0.6:
-            entries = []
-            for _ in range(rng.randint(1, 3)):
-                top += 1
-                command = Command(rng.randrange(5), rng.randrange(100), "put", f"k{top}",
-                                  bytes([rng.randrange(256)]) * rng.randrange(4))
-                entries.append(Entry(top, Ballot(rng.randint(1, 4), rng.randrange(3)),
-                                     (command,) if rng.random() < 0.8 else ()))
-            records.append(SaveEntries(tuple(entries)))
-        elif kind < 0.85:
-            commit = max(commit, rng.randint(commit, top))
-            records.append(SaveCommit(commit))
-        elif commit > snapshot:
-            snapshot = rng.randint(snapshot + 1, commit)
-            log_start = rng.randint(log_start, snapshot)
-            records.append(SaveSnapshot(snapshot, b"state%d" % snapshot, log_start))
-    # The core only ever promises upward.
-    fixed, high = [], Ballot(0, -1)
-    for record in records:
-        if isinstance(record, SavePromise):
-            high = max(high, record.ballot)
-            record = SavePromise(high)
-        fixed.append(record)
-    return fixed
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_storage_round_trip_matches_durable_state(tmp_path, seed):
-    """Records written in random transactions, reopened, load exactly the DurableState
-    that folding the same records gives (durable.py is the reference)."""
-    rng = random.Random(seed)
-    records = random_records(rng, 200)
-    expected = DurableState()
-    storage = SqliteStorage(tmp_path / "r.sqlite", 1)
-    storage.load()
-    index = 0
-    while index < len(records):
-        size = rng.randint(1, 6)
-        storage.write(records[index:index + size])
-        index += size
-    for record in records:
-        expected.apply(record)
-    storage.close()
-    reopened = SqliteStorage(tmp_path / "r.sqlite", 1)
-    assert reopened.load() == expected
-    reopened.close()
-
-
-def test_storage_uses_wal_and_full_sync(tmp_path):
-    """The database is in WAL mode with synchronous=FULL (2)."""
-    storage = SqliteStorage(tmp_path / "r.sqlite", 0)
-    storage.load()
-    assert storage.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert storage.connection.execute("PRAGMA synchronous").fetchone()[0] == 2
-    storage.close()
-
-
-def filled_storage(path):
-    storage = SqliteStorage(path, 0)
-    storage.load()
-    command = Command(1, 1, "put", "key", b"value" * 50)
-    storage.write([SavePromise(Ballot(3, 1))])
-    storage.write([SaveEntries(tuple(Entry(slot, Ballot(3, 1), (command,)) for slot in range(1, 40)))])
-    storage.write([SaveCommit(30)])
-    storage.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    storage.close()
-
-
-def test_storage_detects_a_row_changed_behind_its_back(tmp_path):
-    """A log row whose bytes changed without its checksum is refused at start."""
-    path = tmp_path / "r.sqlite"
-    filled_storage(path)
-    with sqlite3.connect(path) as connection:
-        connection.execute("UPDATE entries SET ballot_round = 9 WHERE slot = 5")
-    with pytest.raises(StorageCorrupt, match="checksum mismatch in log slot 5"):
-        SqliteStorage(path, 0).load()
-
-
-def test_storage_detects_a_missing_committed_slot(tmp_path):
-    """A committed slot deleted from the log is refused at start."""
-    path = tmp_path / "r.sqlite"
-    filled_storage(path)
-    with sqlite3.connect(path) as connection:
-        connection.execute("DELETE FROM entries WHERE slot = 7")
-    with pytest.raises(StorageCorrupt, match="committed slot 7 is missing"):
-        SqliteStorage(path, 0).load()
-
-
-def test_storage_detects_damaged_pages_and_foreign_files(tmp_path):
-    """Overwritten pages, a file that is not a database, and another replica's database
-    all stop the start with a message that says what to do."""
-    path = tmp_path / "r.sqlite"
-    filled_storage(path)
-    data = bytearray(path.read_bytes())
-    for offset in range(4096 + 100, len(data), 997):
-        data[offset] ^= 0x5A
-    path.write_bytes(bytes(data))
-    with pytest.raises(StorageCorrupt, match="refuses to start"):
-        SqliteStorage(path, 0).load()
-    path.write_bytes(b"this is not a database" * 200)
-    with pytest.raises(StorageCorrupt, match="not a readable SQLite database"):
-        SqliteStorage(path, 0).load()
-    other = tmp_path / "other.sqlite"
-    filled_storage(other)
-    with pytest.raises(StorageCorrupt, match="belongs to replica 0, not 2"):
-        SqliteStorage(other, 2).load()
-
-
-# ---------------------------------------------------------------- cluster file
 
 
 def test_cluster_file_round_trip_and_key(tmp_path, monkeypatch):
