@@ -22,11 +22,9 @@ from lowpaxos.runtime import resp
 # Get-then-cas loops (INCR family, APPEND) give up after losing this many races.
 CAS_RETRIES_MAX = 16
 # MSET carries every pair in one log command, so its total (keys plus values) is
-# bounded on its own. The bound is far below the 4 MiB a message may have because the
-# core's batch and window estimates (core.command_size_bytes) do not count an MSET's
-# pairs yet: a batch may hold 48 MSETs whatever their size, and 48 x 64 KiB still
-# encodes as one Accept. Raise it towards 4 MiB once the core counts pairs.
-MSET_BYTES_MAX = 64 << 10
+# bounded on its own: like the largest value, so an MSET travels in its own slot and
+# one Accept (the core counts its pairs in its batch and window estimates).
+MSET_BYTES_MAX = 1 << 20
 SCAN_COUNT_DEFAULT = 10
 # Python refuses to turn ints of more than 4300 decimal digits into text and back
 # (sys.int_info.default_max_str_digits); a SCAN cursor of a key of n bytes has about
