@@ -36,8 +36,13 @@ run-sim: $(STAMP)
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_stateful.py
 
-bench: $(STAMP)
-	$(PY) bench/bench_runtime.py --seconds 10 --inflight 64
+# Runtime figures (docs/benchmarks.md): LowPaxos against PySyncObj at 64 and 256 in flight,
+# a py-spy profile of the leader, redis-benchmark, 1,000,000 keys and a follower's catch-up.
+# py-spy is a bench tool only (not a test dependency); without it the profile is skipped.
+bench: $(STAMP) redis-tools
+	$(PY) -m pip install --quiet py-spy==0.4.2 || echo "py-spy not installed: no profile"
+	$(PY) bench/bench_runtime.py --seconds 10 --inflight 64,256 --profile-seconds 10
+	$(PY) bench/bench_store.py --requests 100000 --keys 1000000
 
 bench-sim: $(STAMP)
 	$(PY) bench/bench_sim.py

@@ -1,6 +1,6 @@
 """Closed-loop benchmark: LowPaxos (3 replica processes, RESP) against PySyncObj (3 processes).
 
-    .venv/bin/python bench/bench_runtime.py --seconds 10 --inflight 64
+    .venv/bin/python bench/bench_runtime.py --seconds 10 --inflight 64,256 --profile-seconds 10
 
 Both sides: 3 processes on 127.0.0.1, ``--inflight`` operations in flight,
 16-byte values, SET only (both replicate every write; PySyncObj reads are local,
@@ -9,7 +9,14 @@ per in-flight operation, all to the leader; every batch of persist records is
 fsynced (SQLite WAL, synchronous=FULL) before anything of it leaves a replica.
 PySyncObj: ReplDict with its file journal on, the load generated inside node 0.
 Prints committed ops/s, p50 and p99 latency, each process's CPU seconds and
-peak RSS, and the ratio. Every process started here is stopped here.
+peak RSS, and the ratio, for each ``--inflight`` value (a comma-separated list), both
+systems measured back to back. The bench process's own CPU seconds are printed too: it
+runs every LowPaxos client, so a client near one core would cap the figures.
+
+``--profile-seconds S``: afterwards one more LowPaxos run at the largest in-flight value,
+with py-spy sampling the leader for S seconds of the measured part (bench/pyspy_profile.py);
+its figures are not the ones reported above (sampling costs CPU on a 2-core machine).
+Every process started here is stopped here.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -30,6 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "impl"))
 
+import pyspy_profile  # noqa: E402
 from lowpaxos.runtime.client import LowPaxosClient  # noqa: E402
 from lowpaxos.runtime.launcher import LocalCluster, free_ports  # noqa: E402
 from lowpaxos.runtime.replica import event_loop_factory  # noqa: E402
@@ -54,7 +63,8 @@ def percentile(sorted_values: list[float], fraction: float) -> float | None:
 
 
 async def lowpaxos_load(ports: list[int], seconds: float, warmup_s: float, inflight: int,
-                        value_bytes: int, keys: int) -> dict:
+                        value_bytes: int, keys: int, on_measure_start=None) -> dict:
+    """The closed loop; ``on_measure_start(leader_port)`` is called when measuring begins."""
     addresses = [("127.0.0.1", port) for port in ports]
     # Find the leader (bounded): clients connect to it so no hop is spent forwarding.
     leader_port = ports[0]
@@ -73,6 +83,8 @@ async def lowpaxos_load(ports: list[int], seconds: float, warmup_s: float, infli
     loop = asyncio.get_running_loop()
     measure_from = loop.time() + warmup_s
     measure_to = measure_from + seconds
+    if on_measure_start is not None:
+        loop.call_at(measure_from, on_measure_start, leader_port)
     latencies: list[float] = []
     errors = 0
 
@@ -98,26 +110,49 @@ async def lowpaxos_load(ports: list[int], seconds: float, warmup_s: float, infli
         "p50_ms": 1000 * percentile(latencies, 0.50) if latencies else None,
         "p99_ms": 1000 * percentile(latencies, 0.99) if latencies else None,
         "errors": errors,
+        "leader_port": leader_port,
     }
 
 
-def run_lowpaxos(arguments) -> dict:
+def run_lowpaxos(arguments, inflight: int, profile_seconds: float = 0.0) -> dict:
     with tempfile.TemporaryDirectory(prefix="lowpaxos-bench-") as directory:
         cluster = LocalCluster(directory, 3, tick_ms=arguments.tick_ms,
                                lifetime_s=arguments.seconds + 120)
+        spy: dict = {}
+
+        def start_profile(leader_port: int) -> None:
+            leader = cluster.resp_ports.index(leader_port)
+            spy["leader"] = leader
+            spy["process"] = pyspy_profile.record(cluster.pids()[leader], profile_seconds,
+                                                  Path(directory) / "leader.spy")
+
         try:
             cluster.start()
+            cpu_before = resource.getrusage(resource.RUSAGE_SELF)
             with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
                 result = runner.run(lowpaxos_load(
                     cluster.resp_ports, arguments.seconds, arguments.warmup_seconds,
-                    arguments.inflight, arguments.value_bytes, arguments.keys))
+                    inflight, arguments.value_bytes, arguments.keys,
+                    start_profile if profile_seconds > 0 else None))
+            cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+            result["client_cpu_s"] = round(cpu_after.ru_utime + cpu_after.ru_stime
+                                           - cpu_before.ru_utime - cpu_before.ru_stime, 1)
+            result["leader"] = cluster.resp_ports.index(result.pop("leader_port"))
             result["replicas"] = {i: process_usage(pid) for i, pid in cluster.pids().items()}
+            process = spy.get("process")
+            if profile_seconds > 0 and process is None:
+                result["profile"] = "py-spy not installed: no profile (make bench installs it)"
+            elif process is not None:
+                _, error = process.communicate(timeout=profile_seconds + 60)
+                path = Path(directory) / "leader.spy"
+                result["profile"] = (pyspy_profile.summary(path, profile_seconds)
+                                     if path.exists() else f"py-spy failed: {error[-500:]}")
         finally:
             cluster.stop()
     return result
 
 
-def run_pysyncobj(arguments) -> dict:
+def run_pysyncobj(arguments, inflight: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="pysyncobj-bench-") as directory:
         ports = free_ports(3, socket.SOCK_STREAM)
         script = str(HERE / "pysyncobj_node.py")
@@ -133,7 +168,7 @@ def run_pysyncobj(arguments) -> dict:
                 [sys.executable, script, "--id", "0", *common,
                  "--load-seconds", str(arguments.seconds),
                  "--warmup-seconds", str(arguments.warmup_seconds),
-                 "--inflight", str(arguments.inflight), "--value-bytes", str(arguments.value_bytes),
+                 "--inflight", str(inflight), "--value-bytes", str(arguments.value_bytes),
                  "--keys", str(arguments.keys)],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True, text=True)
             processes.insert(0, generator)
@@ -163,24 +198,48 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup-seconds", type=float, default=2.0)
-    parser.add_argument("--inflight", type=int, default=64)
+    parser.add_argument("--inflight", default="64",
+                        help="operations in flight; a comma-separated list runs each")
     parser.add_argument("--value-bytes", type=int, default=16)
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--tick-ms", type=int, default=10)
     parser.add_argument("--only", choices=("lowpaxos", "pysyncobj"), default=None)
+    parser.add_argument("--profile-seconds", type=float, default=0.0,
+                        help="then profile the leader with py-spy in one more LowPaxos run")
     arguments = parser.parse_args()
-    results = {}
-    if arguments.only in (None, "lowpaxos"):
-        results["lowpaxos"] = run_lowpaxos(arguments)
-        print("lowpaxos ", json.dumps(results["lowpaxos"]), flush=True)
-    if arguments.only in (None, "pysyncobj"):
-        results["pysyncobj"] = run_pysyncobj(arguments)
-        print("pysyncobj", json.dumps(results["pysyncobj"]), flush=True)
-    if len(results) == 2:
-        low, other = results["lowpaxos"], results["pysyncobj"]
-        ratio = low["ops_per_s"] / other["ops_per_s"] if other["ops_per_s"] else float("inf")
-        print(f"ratio ops/s lowpaxos/pysyncobj = {ratio:.2f}; p99 lowpaxos {low['p99_ms']:.1f} ms "
-              f"vs pysyncobj {other['p99_ms']:.1f} ms", flush=True)
+    inflights = [int(value) for value in arguments.inflight.split(",")]
+    rows = []
+    for inflight in inflights:
+        results = {}
+        if arguments.only in (None, "lowpaxos"):
+            results["lowpaxos"] = run_lowpaxos(arguments, inflight)
+            print(f"lowpaxos  inflight={inflight}", json.dumps(results["lowpaxos"]), flush=True)
+        if arguments.only in (None, "pysyncobj"):
+            results["pysyncobj"] = run_pysyncobj(arguments, inflight)
+            print(f"pysyncobj inflight={inflight}", json.dumps(results["pysyncobj"]), flush=True)
+        for system, result in results.items():
+            cpu = " / ".join(f"{usage['cpu_s']}" + (" (leader)" if result.get("leader") == i
+                                                    else "")
+                             for i, usage in sorted(result["replicas"].items()))
+            rss = " / ".join(f"{usage['peak_rss_mb']:.0f}"
+                             for _, usage in sorted(result["replicas"].items()))
+            rows.append(f"| {inflight} | {system} | {result['ops_per_s']:.0f} | "
+                        f"{result['p50_ms']:.0f} | {result['p99_ms']:.0f} | {cpu} | {rss} |")
+        if len(results) == 2:
+            low, other = results["lowpaxos"], results["pysyncobj"]
+            ratio = low["ops_per_s"] / other["ops_per_s"] if other["ops_per_s"] else float("inf")
+            print(f"inflight={inflight}: ratio ops/s lowpaxos/pysyncobj = {ratio:.2f}; p99 "
+                  f"lowpaxos {low['p99_ms']:.1f} ms vs pysyncobj {other['p99_ms']:.1f} ms; "
+                  f"bench client CPU {low['client_cpu_s']} s", flush=True)
+    print("| in flight | system | ops/s | p50 ms | p99 ms | CPU s per replica | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows), flush=True)
+    if arguments.profile_seconds > 0 and arguments.only in (None, "lowpaxos"):
+        profiled = run_lowpaxos(arguments, max(inflights), arguments.profile_seconds)
+        print(f"profiled run (py-spy on leader {profiled['leader']}, {arguments.profile_seconds:g} s, "
+              f"inflight={max(inflights)}): {profiled['ops_per_s']:.0f} ops/s, p99 "
+              f"{profiled['p99_ms']:.0f} ms", flush=True)
+        print(profiled["profile"], flush=True)
     return 0
 
 
