@@ -207,6 +207,8 @@ def main() -> int:
     parser.add_argument("--profile-seconds", type=float, default=0.0,
                         help="then profile the leader with py-spy in one more LowPaxos run")
     arguments = parser.parse_args()
+    # Other jobs on this shared machine skew every figure: say how busy it was.
+    print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     inflights = [int(value) for value in arguments.inflight.split(",")]
     rows = []
     for inflight in inflights:
@@ -240,6 +242,7 @@ def main() -> int:
               f"inflight={max(inflights)}): {profiled['ops_per_s']:.0f} ops/s, p99 "
               f"{profiled['p99_ms']:.0f} ms", flush=True)
         print(profiled["profile"], flush=True)
+    print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     return 0
 
 

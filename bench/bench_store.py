@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -210,6 +211,8 @@ def main() -> int:
                         help="JSON of [protocol] settings for the big-store cluster")
     parser.add_argument("--only", choices=("redis-benchmark", "big-store"), default=None)
     arguments = parser.parse_args()
+    # Other jobs on this shared machine skew every figure: say how busy it was.
+    print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     if arguments.only in (None, "redis-benchmark"):
         result = redis_benchmark(arguments)
         print("redis-benchmark", json.dumps(result), flush=True)
@@ -219,6 +222,7 @@ def main() -> int:
     if arguments.only in (None, "big-store"):
         result = big_store(arguments)
         print("big-store", json.dumps(result), flush=True)
+    print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     return 0
 
 
