@@ -52,6 +52,7 @@ class LowPaxosConfig:
     image_reuse_ticks: int = 50
     image_idle_ticks: int = 500
     transfer_retries_per_source: int = 5
+    transfer_retry_ticks: int = 5  # no chunk this long: ask again from the cursor
     # Slots a replica serving a state transfer keeps beyond log_slots_max (from the image
     # on), so that the receiver can catch up through the log afterwards.
     transfer_log_slots_max: int = 4096
@@ -85,7 +86,8 @@ class LowPaxosConfig:
         for name in ("heartbeat_ticks", "election_ticks", "accept_retry_ticks",
                      "prepare_retry_ticks", "catchup_retry_ticks", "window_slots",
                      "snapshot_slots", "invariant_full_scan_steps", "window_bytes_max", "transfer_window", "transfer_scan_rows_max", "images_max",
-                     "image_reuse_ticks", "image_idle_ticks", "transfer_retries_per_source"):
+                     "image_reuse_ticks", "image_idle_ticks", "transfer_retries_per_source",
+                     "transfer_retry_ticks"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.heartbeat_ticks >= self.election_ticks:

@@ -184,6 +184,7 @@ class LowPaxosReplica:
         self.transfer_heard_tick = 0
         self.transfer_retries = 0
         self.transfers_installed = 0  # in this incarnation, for metrics and tests
+        self.transfer_gap_asked: tuple | None = None  # the cursor last asked for alone
         # Serving side: open point-in-time images by index: (image, tick opened, tick last used).
         self.images: dict[int, tuple[StateImage, int, int]] = {}
 
@@ -240,7 +241,7 @@ class LowPaxosReplica:
                 self._maybe_request_catchup(effects)
             if (
                 self.transfer is not None
-                and self.now - self.transfer_heard_tick >= self.config.catchup_retry_ticks
+                and self.now - self.transfer_heard_tick >= self.config.transfer_retry_ticks
             ):
                 self._retry_transfer(effects)
         self._close_idle_images()
@@ -843,6 +844,14 @@ class LowPaxosReplica:
                         len(self.transfer_buffer) >= self.config.transfer_window:
                     return self._drop("chunk_not_next")
                 self.transfer_buffer[message.cursor] = message
+                if len(self.transfer_buffer) >= 2 and self.transfer_gap_asked != transfer.cursor:
+                    # Two later chunks arrived and ours did not: it was lost, not reordered
+                    # (TCP's fast retransmit reasons alike). Ask for it alone, once, now,
+                    # instead of waiting for the retry timer.
+                    self.transfer_gap_asked = transfer.cursor
+                    effects.send.append((transfer.source, SnapshotRequest(
+                        self.promised, transfer.image_index, transfer.base, transfer.split,
+                        transfer.cursor, 1)))
                 return
         elif message.cursor is not None or message.image_index <= self.commit_index:
             return self._drop("stale_chunk")
