@@ -209,6 +209,9 @@ def main() -> int:
     arguments = parser.parse_args()
     # Other jobs on this shared machine skew every figure: say how busy it was.
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    revision = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True).stdout.strip()
+    print(f"revision: {revision or 'unknown'}", flush=True)
     inflights = [int(value) for value in arguments.inflight.split(",")]
     rows = []
     for inflight in inflights:

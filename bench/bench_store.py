@@ -11,6 +11,11 @@
    leader's is the catch-up time (a state transfer: the log was cut meanwhile). Then
    each replica's peak RSS (INFO ``peak_rss_kb``) and database size (the SQLite file
    with its WAL).
+3. Transfer under loss: a fresh cluster behind the UDP fault proxy with the cut settings
+   of tests/test_runtime_bigstore.py (snapshot_slots 16, log_slots_max 64); a follower is
+   stopped, 10,500 keys of 1,000 bytes (10.5 MB) are loaded, ``--loss`` of the datagrams
+   between replicas are dropped, the follower restarts: seconds until its kvs index and
+   digest equal the leader's, once per ``--transfer-chunk-bytes`` value.
 
 Every loop is bounded in time; every process started here is stopped here.
 """
@@ -32,6 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "impl"))
 
+from lowpaxos.runtime.faultproxy import UdpFaultProxy  # noqa: E402
 from lowpaxos.runtime.launcher import LocalCluster  # noqa: E402
 from lowpaxos.runtime.resp import ReplyParser, encode_command  # noqa: E402
 
@@ -110,10 +116,10 @@ def redis_benchmark(arguments) -> dict:
                             for i, fields in usage.items()}}
 
 
-async def load(port: int, keys: int, pairs: int) -> float:
-    """MSET keys key:000000000000.. with 100-byte values through ``port``; seconds taken."""
+async def load(port: int, keys: int, pairs: int, value_bytes: int = VALUE_BYTES) -> float:
+    """MSET keys key:000000000000.. with ``value_bytes`` values through ``port``; seconds."""
     groups = [range(start, min(keys, start + pairs)) for start in range(0, keys, pairs)]
-    value = b"v" * VALUE_BYTES
+    value = b"v" * value_bytes
 
     def command(group: range) -> bytes:
         arguments: list[bytes] = [b"MSET"]
@@ -174,21 +180,10 @@ def big_store(arguments) -> dict:
                 "log_start": fields.get("log_start"), "kvs_index": fields.get("kvs_index")}
             for i, fields in ((i, info(port)) for i, port in enumerate(cluster.resp_ports))
             if i != follower}
-        started = time.monotonic()
-        cluster.start_replica(follower)
-        deadline = started + CATCH_UP_S_MAX
-        caught_up = None
-        fields: dict = {}
-        while time.monotonic() < deadline:  # bounded by time
-            fields = info(cluster.resp_ports[follower], 2.0)
-            if (fields.get("kvs_index"), fields.get("kvs_digest")) == \
-                    (target["kvs_index"], target["kvs_digest"]):
-                caught_up = time.monotonic() - started
-                break
-            time.sleep(0.25)
-        result["catch_up_s"] = None if caught_up is None else round(caught_up, 1)
+        result["catch_up_s"], fields = catch_up_seconds(cluster, follower, target)
         result["catch_up_target"] = [target["kvs_index"], target["kvs_digest"]]
         result["follower_snapshot_index"] = fields.get("snapshot_index")
+        result["transfers_installed"] = fields.get("transfers_installed")
         result["follower_drops"] = {k: v for k, v in fields.items() if k.startswith("core_drop")}
         result["after_catch_up"] = {
             i: {"peak_rss_mb": round(int(fields.get("peak_rss_kb", 0)) / 1024),
@@ -201,6 +196,52 @@ def big_store(arguments) -> dict:
     return result
 
 
+def catch_up_seconds(cluster: LocalCluster, follower: int, target: dict) -> tuple:
+    """Restart ``follower`` and wait (bounded) until INFO shows the leader's kvs index
+    and digest: (seconds or None, the follower's last INFO)."""
+    started = time.monotonic()
+    cluster.start_replica(follower)
+    fields: dict = {}
+    while time.monotonic() < started + CATCH_UP_S_MAX:  # bounded by time
+        fields = info(cluster.resp_ports[follower], 2.0)
+        if (fields.get("kvs_index"), fields.get("kvs_digest")) == \
+                (target["kvs_index"], target["kvs_digest"]):
+            return round(time.monotonic() - started, 1), fields
+        time.sleep(0.25)
+    return None, fields
+
+
+def transfer_under_loss(arguments) -> list[dict]:
+    """10.5 MB behind the cut, caught up through ``--loss``, per chunk size."""
+    results = []
+    for chunk_bytes in [int(v) for v in arguments.transfer_chunk_bytes.split(",")]:
+        directory = tempfile.mkdtemp(prefix="lowpaxos-bench-transfer-")
+        protocol = {"snapshot_slots": 16, "log_slots_max": 64, "transfer_chunk_bytes": chunk_bytes}
+        cluster = LocalCluster(directory, 3, proxied=True, protocol=protocol,
+                               lifetime_s=CATCH_UP_S_MAX + 600)
+        proxy = UdpFaultProxy(cluster.udp_ports, cluster.bind_ports,
+                              lifetime_s=CATCH_UP_S_MAX + 600, seed=7).start()
+        try:
+            cluster.start()
+            leader = wait_for_leader(cluster)
+            follower = (leader + 1) % 3
+            cluster.kill_replica(follower)
+            asyncio.run(load(cluster.resp_ports[leader], 10_500, 10, value_bytes=1000))
+            target = info(cluster.resp_ports[leader])
+            proxy.set_loss(arguments.loss)
+            seconds, fields = catch_up_seconds(cluster, follower, target)
+            results.append({"transfer_chunk_bytes": chunk_bytes, "loss": arguments.loss,
+                            "catch_up_s": seconds, "lost_datagrams": proxy.lost,
+                            "transfers_installed": fields.get("transfers_installed"),
+                            "follower_drops": {k: v for k, v in fields.items()
+                                               if k.startswith("core_drop")}})
+        finally:
+            cluster.stop()
+            proxy.stop()
+            shutil.rmtree(directory, ignore_errors=True)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000,
@@ -209,10 +250,18 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=500, help="pairs per MSET of the load")
     parser.add_argument("--protocol", default="{}",
                         help="JSON of [protocol] settings for the big-store cluster")
-    parser.add_argument("--only", choices=("redis-benchmark", "big-store"), default=None)
+    parser.add_argument("--loss", type=float, default=0.05,
+                        help="datagram loss while the follower catches up (transfer part)")
+    parser.add_argument("--transfer-chunk-bytes", default="1100,8800",
+                        help="transfer_chunk_bytes values of the transfer part")
+    parser.add_argument("--only", choices=("redis-benchmark", "big-store", "transfer"),
+                        default=None)
     arguments = parser.parse_args()
     # Other jobs on this shared machine skew every figure: say how busy it was.
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    revision = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True).stdout.strip()
+    print(f"revision: {revision or 'unknown'}", flush=True)
     if arguments.only in (None, "redis-benchmark"):
         result = redis_benchmark(arguments)
         print("redis-benchmark", json.dumps(result), flush=True)
@@ -222,6 +271,9 @@ def main() -> int:
     if arguments.only in (None, "big-store"):
         result = big_store(arguments)
         print("big-store", json.dumps(result), flush=True)
+    if arguments.only in (None, "transfer"):
+        for result in transfer_under_loss(arguments):
+            print("transfer", json.dumps(result), flush=True)
     print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     return 0
 

@@ -388,7 +388,8 @@ def test_follower_catches_up_a_10mb_store_by_transfer_through_loss_and_a_leader_
                                          f"(applied {applied}, top {top}): {timeline.samples}")
                 evidence["follower_info"] = {k: v for k, v in fields.items()
                                              if k.startswith("core_drop") or k in (
-                                                 "snapshot_index", "log_start", "applied_index")}
+                                                 "snapshot_index", "log_start", "applied_index",
+                                                 "transfers_installed")}
                 evidence["caught_up_s"] = round(time.monotonic() - started, 1)
                 log.append("heal")
                 proxy.heal()
@@ -452,6 +453,7 @@ def test_follower_catches_up_a_10mb_store_by_transfer_through_loss_and_a_leader_
     # The leader died while the transfer was under way, and the follower still finished it.
     assert evidence["at_kill"]["still_in_progress"], evidence["at_kill"]
     assert int(evidence["follower_info"]["snapshot_index"]) >= evidence["at_kill"]["image_index"]
+    assert int(evidence["follower_info"]["transfers_installed"]) >= 1, evidence["follower_info"]
     assert proxy.lost > 0
     assert len(completed) >= 100, f"only {len(completed)} operations completed"
     assert len(writes) >= 30
