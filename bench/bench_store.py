@@ -216,7 +216,8 @@ def transfer_under_loss(arguments) -> list[dict]:
     results = []
     for chunk_bytes in [int(v) for v in arguments.transfer_chunk_bytes.split(",")]:
         directory = tempfile.mkdtemp(prefix="lowpaxos-bench-transfer-")
-        protocol = {"snapshot_slots": 16, "log_slots_max": 64, "transfer_chunk_bytes": chunk_bytes}
+        protocol = {"snapshot_slots": 16, "log_slots_max": 64, **json.loads(arguments.protocol),
+                    "transfer_chunk_bytes": chunk_bytes}
         cluster = LocalCluster(directory, 3, proxied=True, protocol=protocol,
                                lifetime_s=CATCH_UP_S_MAX + 600)
         proxy = UdpFaultProxy(cluster.udp_ports, cluster.bind_ports,
@@ -230,7 +231,7 @@ def transfer_under_loss(arguments) -> list[dict]:
             target = info(cluster.resp_ports[leader])
             proxy.set_loss(arguments.loss)
             seconds, fields = catch_up_seconds(cluster, follower, target)
-            results.append({"transfer_chunk_bytes": chunk_bytes, "loss": arguments.loss,
+            results.append({"protocol": protocol, "loss": arguments.loss,
                             "catch_up_s": seconds, "lost_datagrams": proxy.lost,
                             "transfers_installed": fields.get("transfers_installed"),
                             "follower_drops": {k: v for k, v in fields.items()
@@ -249,7 +250,7 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--pairs", type=int, default=500, help="pairs per MSET of the load")
     parser.add_argument("--protocol", default="{}",
-                        help="JSON of [protocol] settings for the big-store cluster")
+                        help="JSON of [protocol] settings for the big-store and transfer clusters")
     parser.add_argument("--loss", type=float, default=0.05,
                         help="datagram loss while the follower catches up (transfer part)")
     parser.add_argument("--transfer-chunk-bytes", default="1100,8800",
