@@ -713,3 +713,26 @@ def test_command_size_estimate_bounds_the_encoded_size():
     for command in commands:
         encoded = len(msgpack.packb(COMMAND.to_wire(command), use_bin_type=True))
         assert command_size_bytes(command) >= encoded, command.op
+
+
+def test_catchup_reply_never_exceeds_what_the_receiver_takes():
+    """A catch-up reply of many small slots stops at log_slots_max slots past the
+    requester's commit point, so the requester never refuses it whole as out of range
+    (it did once the reply bound became 32 KiB: a follower fell behind the cut)."""
+    cluster = Cluster(3, thrifty=False, batching=False, log_slots_max=32, snapshot_slots=16,
+                      window_slots=4, catchup_bytes_max=1 << 16)
+    cluster.elect(0)
+    cluster.crash(2)
+    # An open image (a transfer being served) keeps the leader's log from its index on.
+    cluster.cores[0]._image(0, 0)
+    for i in range(60):
+        cluster.submit(0, 1, "put", "k", b"%d" % i)
+        cluster.deliver_all()
+    assert cluster.cores[0].log_start <= 1 and len(cluster.cores[0].log) > 32
+    reply = cluster.cores[0].on_message(2, CatchupRequest(cluster.cores[0].promised, 2))
+    entries = [m for _, m in reply.send if isinstance(m, CatchupReply)][0].entries
+    assert entries and entries[-1].slot <= 1 + 32
+    cluster.restart(2)
+    cluster.tick_all(60)
+    assert cluster.cores[2].drop_counts().get("bad_entries", 0) == 0
+    assert cluster.cores[2].kvs.digest() == cluster.cores[0].kvs.digest()

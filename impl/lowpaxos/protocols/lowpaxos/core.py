@@ -720,7 +720,10 @@ class LowPaxosReplica:
             return
         entries = []
         size = 0
-        for slot in range(message.from_slot, self.commit_index + 1):
+        # At most log_slots_max slots: the receiver refuses entries further than that
+        # above its commit point (its memory bound), and would drop the whole reply.
+        last = min(self.commit_index, message.from_slot - 1 + self.config.log_slots_max)
+        for slot in range(message.from_slot, last + 1):
             entry = self.log[slot]
             entry_size = BATCH_OVERHEAD_BYTES + sum(command_size_bytes(c) for c in entry.batch)
             if entries and size + entry_size > self.config.catchup_bytes_max:
