@@ -39,11 +39,13 @@ def _lines(path: Path) -> list[str]:
 
 
 def test_simulator_trace_with_faults_conforms(good_trace, capsys):
-    """A simulator run with a crash, a partition, loss and duplication is a behaviour
-    of the spec; the CLI says so with exit status 0."""
+    """A simulator run with a crash, a partition, loss and duplication, in which logs are
+    cut and a replica that was down catches up by a state transfer, is a behaviour of the
+    spec; the CLI says so with exit status 0."""
     events = [json.loads(line) for line in _lines(good_trace)[1:]]
     assert len(events) >= 100
     assert {"Crash", "Restart", "HandleAccept", "BecomeLeader"} <= {e["action"] for e in events}
+    assert {"TruncateLog", "HandleSnapshotChunk", "InstallSnapshot"} <= {e["action"] for e in events}
     assert main(["conformance", "check", str(good_trace)]) == 0
     assert "conforms" in capsys.readouterr().out
 
@@ -138,7 +140,32 @@ def test_runtime_restart_is_taken_from_a_new_boot():
     assert verdict.conforms, verdict.report
 
 
+def test_a_cut_inside_a_handler_step_is_checked_at_its_own_line(tmp_path):
+    """The core logs a handler's event with the state after its whole step, a log cut
+    included; the plan checks the handler's line against the cut from before and the
+    TruncateLog line after it against the new one (no TLC run: the plan only)."""
+    from lowpaxos.conformance.tlagen import plan_steps
+    from lowpaxos.conformance.trace import load_trace
+
+    def event(action, step, log_start, **fields):
+        state = {"role": "follower", "promised": [1, 0], "log": {}, "commit_index": 8,
+                 "log_start": log_start}
+        return {"action": action, "replica": 1, "state": state, "step": step, **fields}
+
+    accept = {"type": "Accept", "ballot": [1, 0], "slot": 8, "value": "b1", "commit_index": 8,
+              "truncate_index": 8}
+    lines = [event("TruncateLog", 1, 4, slot=4),
+             event("HandleAccept", 2, 8, source=0, message=accept),
+             event("TruncateLog", 2, 8, slot=8)]
+    path = tmp_path / "cut.ndjson"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    plans = plan_steps(load_trace(path))
+    assert [plan.log_start for plan in plans] == [4, 4, 8]
+
+
 def test_spec_actions_are_read_from_next():
     """Coverage counts the actions of LowPaxos's Next; the checker reads them there."""
     actions = spec_actions_of()
     assert {"StartElection", "HandleAccept", "Crash", "LoseMessage"} <= set(actions)
+    assert {"TruncateLog", "RequestSnapshot", "HandleSnapshotRequest", "HandleSnapshotChunk",
+            "InstallSnapshot"} <= set(actions)

@@ -132,4 +132,15 @@ def test_quorums_too_small_is_caught() -> None:
     assert result.error_actions[0] == "Initial predicate"
     assert "Propose" in result.error_actions
     last = result.error_trace[-1]
-    assert {"promised", "log", "commitIndex", "role", "msgs", "votes"} <= set(last)
+    assert {"promised", "log", "commitIndex", "logStart", "role", "msgs", "votes"} <= set(last)
+
+
+def test_promise_below_the_cut_is_caught():
+    """A replica that promises a candidate behind its log cut reports nothing for the
+    slots it cut, so the candidate proposes another value in a chosen slot: TLC finds
+    two values chosen, with a trace in which a replica cuts its log (TruncateLog). This
+    is why handle_prepare refuses such a candidate (candidate_lagging)."""
+    check = _check("broken/PromiseBelowCut")
+    result = check.run(workers=2, timeout_s=300)
+    assert check.verdict(result)[0], result.errors
+    assert "TruncateLog" in result.error_actions
