@@ -855,6 +855,7 @@ class LowPaxosReplica:
                     effects.send.append((transfer.source, SnapshotRequest(
                         self.promised, transfer.image_index, transfer.base, transfer.split,
                         transfer.cursor, 1)))
+                    self._trace(effects, "RequestSnapshot", None, None, target=transfer.source)
                 return
         elif message.cursor is not None or message.image_index <= self.commit_index:
             return self._drop("stale_chunk")
