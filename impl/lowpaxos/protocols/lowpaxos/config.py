@@ -51,8 +51,10 @@ class LowPaxosConfig:
     images_max: int = 2
     image_reuse_ticks: int = 50
     image_idle_ticks: int = 500
-    transfer_retries_per_source: int = 5
-    transfer_retry_ticks: int = 5  # no chunk this long: ask again from the cursor
+    transfer_retries_per_source: int = 3
+    # No chunk this long: ask again from the cursor (doubling with each silent retry, so
+    # a slow link is not flooded with duplicate windows).
+    transfer_retry_ticks: int = 10
     # Slots a replica serving a state transfer keeps beyond log_slots_max (from the image
     # on), so that the receiver can catch up through the log afterwards.
     transfer_log_slots_max: int = 4096

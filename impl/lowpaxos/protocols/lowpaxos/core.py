@@ -241,7 +241,8 @@ class LowPaxosReplica:
                 self._maybe_request_catchup(effects)
             if (
                 self.transfer is not None
-                and self.now - self.transfer_heard_tick >= self.config.transfer_retry_ticks
+                and self.now - self.transfer_heard_tick
+                >= self.config.transfer_retry_ticks << min(self.transfer_retries, 3)
             ):
                 self._retry_transfer(effects)
         self._close_idle_images()
@@ -321,6 +322,8 @@ class LowPaxosReplica:
             # Refuse without promising, so it catches up first.
             self._drop("candidate_lagging")
             effects.send.append((source, Reject(self.promised, self.commit_index, lagging=True)))
+            # Traced: the candidate asks for catch-up on this Reject (RequestCatchup).
+            self._trace(effects, "HandlePrepare", source, message)
             return
         self._promise(message.ballot, effects)
         if self.role is not Role.FOLLOWER:
@@ -842,11 +845,15 @@ class LowPaxosReplica:
         stream = (message.image_index, message.base, message.split)
         if transfer is not None and stream == (transfer.image_index, transfer.base, transfer.split):
             if message.cursor != transfer.cursor:
-                # Ahead of our cursor (an earlier chunk was lost or reordered) or a duplicate.
+                # A duplicate of a chunk taken already, or one ahead of our cursor (an
+                # earlier chunk was lost or reordered), which waits in the bounded buffer.
+                if cursor_order(message.cursor) < cursor_order(transfer.cursor):
+                    return self._drop("chunk_duplicate")
                 if message.cursor in self.transfer_buffer or \
                         len(self.transfer_buffer) >= self.config.transfer_window:
                     return self._drop("chunk_not_next")
                 self.transfer_buffer[message.cursor] = message
+                self.transfer_heard_tick = self.now  # the stream is alive, only out of order
                 if len(self.transfer_buffer) >= 2 and self.transfer_gap_asked != transfer.cursor:
                     # Two later chunks arrived and ours did not: it was lost, not reordered
                     # (TCP's fast retransmit reasons alike). Ask for it alone, once, now,
@@ -1217,6 +1224,14 @@ class LowPaxosReplica:
         SnapshotRequest: handle_snapshot_request,
         SnapshotChunk: handle_snapshot_chunk,
     }
+
+
+def cursor_order(cursor: tuple | None) -> tuple:
+    """A sort key for stream cursors: None (the start) first, a key of None before keys."""
+    if cursor is None:
+        return (-1,)
+    phase, kind, key = cursor
+    return (phase, kind, 0, "") if key is None else (phase, kind, 1, key)
 
 
 def resume_point(image_index: int, base: int, split: tuple | None,
