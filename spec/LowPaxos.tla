@@ -99,7 +99,10 @@ Message ==
          [type : {"Prepare"}, from : Replicas, bal : Ballots, commitIndex : 0..MaxSlot]
     \cup [type : {"Promise"}, from : Replicas, to : Replicas, bal : Ballots,
           entries : SUBSET SlotEntry, commitIndex : 0..MaxSlot]
-    \cup [type : {"Reject"}, from : Replicas, to : Replicas, bal : Ballots]
+    \* A Reject carries the sender's promise, the zero ballot when one marked
+    \* lagging comes from a replica that installed a snapshot but never promised.
+    \cup [type : {"Reject"}, from : Replicas, to : Replicas, bal : Ballots \cup {ZeroBallot},
+          lagging : BOOLEAN]
     \cup [type : {"Accept"}, from : Replicas, to : SUBSET Replicas, bal : Ballots,
           slot : Slots, val : AllValues, commitIndex : 0..MaxSlot]
     \cup [type : {"Accepted"}, from : Replicas, to : Replicas, bal : Ballots, slot : Slots]
@@ -186,10 +189,9 @@ PromiseEffect(r, m) ==
 \* message m in the network; trace validation (conformance/TraceLowPaxos.tla)
 \* names the m a logged event handled, so that TLC need not try them all.
 \* A replica that has cut slots the candidate has not committed cannot report
-\* them, so it does not promise. The implementation answers with a Reject
-\* marked lagging, which is not traced and not modelled: its ballot is below
-\* the candidate's, so all it does is make the candidate ask for catch-up
-\* (RequestCatchup).
+\* them, so it does not promise: it answers with a Reject marked lagging. Its
+\* ballot is below the candidate's, so all it does is make the candidate ask
+\* for catch-up (RequestCatchup).
 HandlePrepareMessage(r, m) ==
     /\ m \in msgs
     /\ m.type = "Prepare"
@@ -197,9 +199,15 @@ HandlePrepareMessage(r, m) ==
     /\ \/ /\ Greater(m.bal, promised[r])
           /\ m.commitIndex >= logStart[r]
           /\ PromiseEffect(r, m)
+       \/ /\ Greater(m.bal, promised[r])
+          /\ m.commitIndex < logStart[r]
+          /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r],
+                   lagging |-> TRUE])
+          /\ UNCHANGED <<replicaVars, votes>>
        \* A Prepare of exactly the promised ballot is a duplicate and is dropped.
        \/ /\ Greater(promised[r], m.bal)
-          /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r]])
+          /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r],
+                   lagging |-> FALSE])
           /\ UNCHANGED <<replicaVars, votes>>
 
 HandlePrepare(r) == \E m \in msgs : HandlePrepareMessage(r, m)
@@ -325,7 +333,8 @@ HandleAcceptMessage(r, m) ==
     /\ \/ /\ GreaterEq(m.bal, promised[r])
           /\ AcceptEffect(r, m)
        \/ /\ Greater(promised[r], m.bal)
-          /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r]])
+          /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r],
+                   lagging |-> FALSE])
           /\ UNCHANGED <<replicaVars, votes>>
 
 HandleAccept(r) == \E m \in msgs : HandleAcceptMessage(r, m)
@@ -363,7 +372,8 @@ HandleHeartbeatMessage(r, m) ==
           /\ BecomeFollower(r)
           /\ UNCHANGED <<log, logStart, msgs, votes>>
        \/ /\ Greater(promised[r], m.bal)
-          /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r]])
+          /\ Send([type |-> "Reject", from |-> r, to |-> m.from, bal |-> promised[r],
+                   lagging |-> FALSE])
           /\ UNCHANGED <<replicaVars, votes>>
 
 HandleHeartbeat(r) == \E m \in msgs : HandleHeartbeatMessage(r, m)
@@ -376,10 +386,13 @@ HandleHeartbeat(r) == \E m \in msgs : HandleHeartbeatMessage(r, m)
 \* A follower or candidate asks when an Accept or a Heartbeat has shown it a
 \* commit index ahead of its own. That news may be stale by the time it asks
 \* (the leader may be gone), so the guard looks at the message, not at the
-\* leader.
+\* leader. A candidate also asks when a replica refused it as lagging (on
+\* every such Reject, even one older than what it has learned since).
 RequestCatchup(r) ==
     /\ role[r] # "leader"
-    /\ \E m \in msgs : m.type \in {"Accept", "Heartbeat"} /\ m.commitIndex > commitIndex[r]
+    /\ \/ \E m \in msgs : m.type \in {"Accept", "Heartbeat"} /\ m.commitIndex > commitIndex[r]
+       \/ /\ role[r] = "candidate"
+          /\ \E m \in msgs : m.type = "Reject" /\ m.to = r /\ m.lagging
     /\ Send([type |-> "CatchupRequest", from |-> r, commitIndex |-> commitIndex[r]])
     /\ UNCHANGED <<replicaVars, votes>>
 

@@ -145,9 +145,7 @@ def spec_message(message: dict, sender: int, receiver: int | None,
         fields = base + to + [ballot, ("entries", slot_entries(message["entries"])),
                               ("commitIndex", str(message["commit_index"]))]
     elif kind == "Reject":
-        if message.get("lagging"):
-            return None
-        fields = base + to + [ballot]
+        fields = base + to + [ballot, ("lagging", "TRUE" if message["lagging"] else "FALSE")]
     elif kind == "Accept":
         fields = base + [ballot, ("slot", str(message["slot"])),
                          ("val", tla_value(message["value"])),
