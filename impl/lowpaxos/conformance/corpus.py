@@ -69,6 +69,9 @@ FAULTY_RUNS = (
     # newer image of 0 with only the rows changed since.
     SimRun(seed=7, ops=100, crashes=0, partitions=0, safety_ticks=700, isolate=(2, 250, 320),
            crash=(0, 406, 100)),
+    # Candidates behind a replica's cut are refused (Rejects marked lagging) and ask for
+    # catch-up; two state transfers; a Reject of a higher ballot (HandleReject).
+    SimRun(seed=8, crashes=2, partitions=2),
 )
 QUICK_RUNS = (SimRun(seed=1), SimRun(seed=2, crashes=2))
 
