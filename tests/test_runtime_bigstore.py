@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
 import shutil
 import socket
@@ -25,7 +26,6 @@ import time
 from pathlib import Path
 
 import msgpack
-import pytest
 
 from lowpaxos.check.linearizability import Operation, check_history
 from lowpaxos.kvs import KeyValueStore
@@ -35,7 +35,7 @@ from lowpaxos.runtime.launcher import LocalCluster, ping
 from lowpaxos.runtime.resp import ReplyParser, encode_command
 from lowpaxos.runtime.storage import SqliteStorage, decode_transfer
 
-redis = pytest.importorskip("redis")
+import redis  # noqa: E402 - a test dependency (pyproject's test extras); never skipped
 
 # ---------------------------------------------------------------- helpers
 
@@ -466,15 +466,21 @@ def test_follower_catches_up_a_10mb_store_by_transfer_through_loss_and_a_leader_
 # SET and GET at 200,000 take about 3 minutes together, but MSET runs one command per
 # slot (a 10-key MSET of 100-byte values is over batch_bytes_max) at about 250/s, so
 # 200,000 MSETs take about 800 s and the whole command about 16 minutes, over the
-# 15-minute budget of `make test` by itself. Proposed until MSET is faster: SET and GET
-# at 200,000, MSET at 20,000 (about 80 s); the other flags as asked.
+# 15-minute budget of `make test` by itself.
+# `make stress` runs the issue's full command (LOWPAXOS_STRESS=1: -t set,get,mset at
+# 200,000); `make test` runs SET and GET at 100,000 and MSET at 10,000 to stay in budget.
 BENCHMARK_FLAGS = ["-r", "1000000", "-d", "100", "-c", "50", "-P", "16"]
-BENCHMARK_RUNS = [("set,get", 200_000), ("mset", 20_000)]
-BENCHMARK_TIMEOUT_S = 600
+if os.environ.get("LOWPAXOS_STRESS") == "1":
+    BENCHMARK_RUNS = [("set,get,mset", 200_000)]
+    BENCHMARK_TIMEOUT_S = 3600
+else:
+    BENCHMARK_RUNS = [("set,get", 100_000), ("mset", 10_000)]
+    BENCHMARK_TIMEOUT_S = 600
 
 
 def test_redis_benchmark_leaves_every_replica_alive_and_converged(tmp_path):
-    """redis-benchmark's SET and GET (200,000 requests each) and MSET (20,000), with 50
+    """redis-benchmark's SET, GET and MSET (BENCHMARK_RUNS: smaller in make test, the
+    issue's 200,000 each under make stress), with 50
     connections, 16 pipelined and random keys of 100 bytes, complete against the leader;
     afterwards no replica exited, each answers PING, and all reach one kvs index and digest."""
     assert shutil.which("redis-benchmark") is not None, \

@@ -199,7 +199,7 @@ def test_redis_benchmark_with_pipelining(cluster):
     assert shutil.which("redis-benchmark") is not None, "redis-benchmark missing (redis-tools)"
     result = subprocess.run(
         ["redis-benchmark", "-p", str(cluster.resp_ports[0]), "-t", "set,get,mset",
-         "-n", "20000", "-r", "100000", "-d", "100", "-c", "10", "-P", "16", "-q"],
+         "-n", "5000", "-r", "100000", "-d", "100", "-c", "10", "-P", "16", "-q"],
         capture_output=True, text=True, timeout=BENCHMARK_TIMEOUT_S)
     assert result.returncode == 0, result.stderr
     # -q prints progress lines ending in \r, then one final line per test.

@@ -705,6 +705,10 @@ class LowPaxosReplica:
 
     def _request_catchup(self, target: int, effects: Effects) -> None:
         """RequestCatchup: ask ``target`` for committed slots after our commit point."""
+        if self.transfer is not None:
+            # A transfer in progress brings us past the cut; its own retries go on. A
+            # catch-up request now would start a fresh stream and waste what we staged.
+            return
         self.catchup_sent_tick = self.now
         effects.send.append((target, CatchupRequest(self.promised, self.commit_index + 1)))
         self._trace(effects, "RequestCatchup", None, None, target=target)
@@ -867,8 +871,12 @@ class LowPaxosReplica:
         elif message.cursor is not None or message.image_index <= self.commit_index:
             return self._drop("stale_chunk")
         elif message.split is None:
-            # The start of a full stream: begin (or begin again) from nothing.
-            if transfer is not None and message.image_index <= transfer.image_index:
+            # The start of a full stream: begin (or begin again) from nothing. While a
+            # transfer runs, only its source may restart it (the answer to our request
+            # when it cannot serve what we staged); anything else would throw away what
+            # we staged for a stream nobody asked for.
+            if transfer is not None and (message.image_index <= transfer.image_index
+                                         or source != transfer.source):
                 return self._drop("stale_chunk")
             reset = True
         elif transfer is None or message.image_index <= transfer.image_index or \
