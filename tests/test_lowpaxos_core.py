@@ -25,7 +25,7 @@ from lowpaxos.protocols.lowpaxos.messages import (
     SnapshotRequest,
 )
 
-from tests.harness import Cluster
+from tests.harness import Cluster, _start_election
 
 
 def put(cluster: Cluster, leader: int, count: int, client: int = 1, key_count: int = 4) -> None:
@@ -736,3 +736,19 @@ def test_catchup_reply_never_exceeds_what_the_receiver_takes():
     cluster.tick_all(60)
     assert cluster.cores[2].drop_counts().get("bad_entries", 0) == 0
     assert cluster.cores[2].kvs.digest() == cluster.cores[0].kvs.digest()
+
+
+def test_a_replica_elected_during_its_transfer_abandons_it():
+    """A receiver that wins an election mid-transfer (a quorum promised on its log)
+    drops the transfer and its staged rows instead of leading with one open (an
+    invariant failure the conformance corpus's seed-7 run found)."""
+    cluster = behind_the_cut()
+    interrupt_transfer(cluster)
+    core = cluster.cores[2]
+    assert core.transfer is not None
+    cluster.carry_out(2, _start_election(core))
+    effects = core.on_message(1, Promise(core.promised, (), core.commit_index))
+    cluster.carry_out(2, effects)
+    assert core.role is Role.LEADER and core.transfer is None
+    assert cluster.durable[2].transfer is None and not cluster.durable[2].staging.rows
+    core.check_invariants()

@@ -364,6 +364,14 @@ class LowPaxosReplica:
         top = max(best, default=self.commit_index)
         promised_by = set(self.promises)
         self._become(Role.LEADER, "BecomeLeader")
+        if self.transfer is not None:
+            # Elected while fetching state: a quorum promised on our log, so we lead from
+            # our own commit point and no longer need the staged rows.
+            self._drop("transfer_abandoned_leading")
+            self.transfer = None
+            self.transfer_buffer = {}
+            self.staging.clear()
+            effects.persist.append(SaveStaged(None, True, 0, ()))
         self.leader_hint = self.replica_id
         self.promises = {}
         self.acks = {}
