@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ops", type=int, default=5000, help="client requests in total")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keys", type=int, default=10)
+    parser.add_argument("--value-bytes", type=int, default=0,
+                        help="pad written values to this many bytes (a larger store)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--loss", type=_probability, default=0.0)
     parser.add_argument("--dup", type=_probability, default=0.0)
@@ -107,6 +109,7 @@ def command(args: argparse.Namespace) -> int:
             ops=args.ops,
             seed=args.seed,
             keys=args.keys,
+            value_bytes=args.value_bytes,
             tick_us=tick_us,
             client_timeout_us=50 * tick_us,
             client_backoff_us=2 * tick_us,
