@@ -112,10 +112,12 @@ def test_parser_without_success_or_violation_is_an_error() -> None:
 
 
 def test_small_configuration_passes() -> None:
-    """TLC explores the CI model of spec/LowPaxos.cfg completely: TypeOK, Agreement,
-    the committed-prefix invariants and the refinement of ReplicatedLog hold."""
+    """TLC explores the CI model of spec/LowPaxos.cfg completely, log cuts and state
+    transfers included: TypeOK, Agreement, the committed-prefix invariants, CutIsChosen
+    and the refinement of ReplicatedLog hold."""
     check = _check("LowPaxos")
-    result = check.run(workers=2, timeout_s=300)
+    # 1.2 M states: about 2 minutes, up to 4 on a loaded machine; the limit leaves room.
+    result = check.run(workers=2, timeout_s=600)
     assert result.outcome is Outcome.OK, result.errors
     assert result.distinct_states is not None and result.distinct_states > 1000
     assert result.depth is not None and result.depth > 10
