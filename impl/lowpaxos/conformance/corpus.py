@@ -67,8 +67,8 @@ FAULTY_RUNS = (
     # behind the new leader's cut; the replica serving a state transfer (0) crashes in
     # the middle of it, and once it is back the receiver resumes from a newer image with
     # only the rows changed since. (With the crash 20 to 40 ticks longer, the receiver
-    # becomes leader with its transfer still open and the core's invariant check fails:
-    # see docs/conformance.md.)
+    # is elected with its transfer still open: before ef56f08 the core's invariant check
+    # failed there, see docs/conformance.md.)
     SimRun(seed=7, ops=100, crashes=0, partitions=0, safety_ticks=700, isolate=(2, 250, 320),
            crash=(0, 400, 60)),
     # Candidates behind a replica's cut are refused (Rejects marked lagging) and ask for
