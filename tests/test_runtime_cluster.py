@@ -13,30 +13,21 @@ import sys
 import time
 
 import pytest
+import redis
 
 from lowpaxos.runtime.client import LowPaxosClient
 from lowpaxos.runtime.cluster import load_cluster, load_key
 from lowpaxos.runtime.framing import seal
 from lowpaxos.runtime.launcher import LocalCluster
 
-redis = pytest.importorskip("redis")
+from tests.runtime_helpers import client, started_cluster
+
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("cluster")
-    local = LocalCluster(directory, 3, limits={"value_bytes_max": 256}, lifetime_s=300)
-    try:
-        local.start()
-        yield local
-    finally:
-        local.stop()
-
-
-def client(cluster, replica_id=0):
-    # RESP2: redis-py 8 defaults to RESP3 (HELLO 3), which the replica refuses with NOPROTO.
-    return redis.Redis(host="127.0.0.1", port=cluster.resp_ports[replica_id], socket_timeout=10,
-                       protocol=2)
+    yield from started_cluster(tmp_path_factory.mktemp("cluster"),
+                               limits={"value_bytes_max": 256}, lifetime_s=300)
 
 
 def info(cluster, replica_id):

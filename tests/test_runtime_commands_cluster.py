@@ -12,30 +12,21 @@ import subprocess
 import threading
 
 import pytest
+import redis
 
 from lowpaxos.runtime import resp
-from lowpaxos.runtime.launcher import LocalCluster, ping
+from lowpaxos.runtime.launcher import ping
 
-redis = pytest.importorskip("redis")
+from tests.runtime_helpers import client, started_cluster
+
 
 BENCHMARK_TIMEOUT_S = 240
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("commands-cluster")
-    local = LocalCluster(directory, 3, limits={"value_bytes_max": 1024}, lifetime_s=600)
-    try:
-        local.start()
-        yield local
-    finally:
-        local.stop()
-
-
-def client(cluster, replica_id=0):
-    # RESP2: redis-py 8 defaults to RESP3 (HELLO 3), which the replica refuses with NOPROTO.
-    return redis.Redis(host="127.0.0.1", port=cluster.resp_ports[replica_id], socket_timeout=10,
-                       protocol=2)
+    yield from started_cluster(tmp_path_factory.mktemp("commands-cluster"),
+                               limits={"value_bytes_max": 1024}, lifetime_s=600)
 
 
 def cli(cluster, replica_id, *arguments) -> str:

@@ -13,7 +13,7 @@ import pytest
 from lowpaxos.runtime.faultproxy import UdpFaultProxy
 from lowpaxos.runtime.launcher import LocalCluster
 
-redis = pytest.importorskip("redis")
+import redis  # noqa: E402 - a test dependency (pyproject), never skipped
 
 MIB = 1 << 20
 

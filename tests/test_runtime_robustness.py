@@ -30,7 +30,7 @@ from lowpaxos.runtime.launcher import LocalCluster, RestartBackoff, ping
 from lowpaxos.runtime.logs import Logger
 from lowpaxos.runtime.replica import REQUEST_BYTES_MAX, Replica
 
-redis = pytest.importorskip("redis")
+import redis  # noqa: E402 - a test dependency (pyproject), never skipped
 
 KEY = bytes(range(32))
 

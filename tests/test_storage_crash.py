@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from lowpaxos.core.api import Command
-from lowpaxos.kvs import DATA, KINDS, REMOVED, SESSION, MemoryRowStore, write_row
+from lowpaxos.kvs import DATA, KINDS, REMOVED, MemoryRowStore, write_row
 from lowpaxos.protocols.lowpaxos.durable import DurableState
 from lowpaxos.protocols.lowpaxos.messages import (
     Ballot,

@@ -34,7 +34,6 @@ import bisect
 import fnmatch
 import hashlib
 import re
-from dataclasses import dataclass
 from typing import Iterable, Protocol
 
 import msgpack
@@ -489,15 +488,6 @@ def valid_command(command: object) -> str | None:
     if command.op == "scan" and command.value is not None and not isinstance(command.value, bytes):
         return "bad_value"
     return None
-
-
-@dataclass(frozen=True)
-class StoreSummary:
-    """What tests compare across replicas."""
-
-    index: int
-    digest: int
-    keys: int
 
 
 __all__ = [

@@ -471,18 +471,18 @@ class Replica:
         if effects.empty():
             return
         sends = []
+        # A core sends one message value to several targets (an Accept to each follower):
+        # encode it once. The values stay alive for the loop, so their ids are distinct.
+        encoded: dict[int, bytes | None] = {}
         for target, message in effects.send:
             assert target != self.replica_id, "a core never sends to itself"
             self.counter += 1
-            try:
-                payload = codec.encode(message)
-            except codec.EncodeError as error:
+            if id(message) not in encoded:
+                encoded[id(message)] = self.encode_or_count(message, target)
+            payload = encoded[id(message)]
+            if payload is None:
                 # The message is lost (its counter too, so trace ids stay as the core
                 # sent them); the protocol's retransmission covers a lost message.
-                self.drops[f"encode_{error.reason}"] += 1
-                self.log_error_limited(f"encode_{error.reason}", "encode_failed",
-                                       message=type(message).__name__, target=target,
-                                       error=str(error)[:200])
                 continue
             sends.append((target, self.counter, payload))
         events = effects.trace
@@ -559,15 +559,21 @@ class Replica:
         self.stats["datagrams_sent"] += 1
         self.stats["bytes_sent"] += len(datagram)
 
-    def send_message(self, target: int, message) -> None:
-        """Send outside a core batch (client forwarding: it reveals no core state)."""
+    def encode_or_count(self, message, target: int) -> bytes | None:
+        """The wire bytes of ``message``, or None after counting and logging why not."""
         try:
-            payload = codec.encode(message)
+            return codec.encode(message)
         except codec.EncodeError as error:
             self.drops[f"encode_{error.reason}"] += 1
             self.log_error_limited(f"encode_{error.reason}", "encode_failed",
                                    message=type(message).__name__, target=target,
                                    error=str(error)[:200])
+            return None
+
+    def send_message(self, target: int, message) -> None:
+        """Send outside a core batch (client forwarding: it reveals no core state)."""
+        payload = self.encode_or_count(message, target)
+        if payload is None:
             return
         self.counter += 1
         self.send_payload(target, self.counter, payload)
