@@ -1,9 +1,12 @@
 """Durable LowPaxos records in SQLite, one database per replica.
 
 The core's persist records (SavePromise, SaveEntries, SaveCommit, SaveRows,
-SaveTruncate, SaveStaged, SaveInstall) are folded into tables with exactly the
-meaning of ``DurableState.apply`` (durable.py), so a restarted replica loads what
-the simulator would keep, except that the KVS rows stay on disk:
+SaveTruncate, SaveStaged, SaveInstall) are folded into tables by the one definition
+of their meaning, ``DurableFold.apply`` (durable.py), which ``DurableState`` (the
+simulator's disk) also uses: ``Mirror`` inherits it and supplies the primitives in
+SQL (write these entries, delete the log through a slot, empty the staging pair,
+flip the live pair). A restarted replica thus loads what the simulator would keep,
+except that the KVS rows stay on disk:
 
 * ``meta(name, value, checksum)``: format, replica_id, promised, commit_index,
   log_start, transfer (the state transfer in progress), live (which row pair holds
@@ -55,19 +58,8 @@ from pathlib import Path
 import msgpack
 
 from lowpaxos import codec
-from lowpaxos.protocols.lowpaxos.messages import (
-    BALLOT_ZERO,
-    Ballot,
-    Entry,
-    SaveCommit,
-    SaveEntries,
-    SaveInstall,
-    SavePromise,
-    SaveRows,
-    SaveStaged,
-    SaveTruncate,
-    Transfer,
-)
+from lowpaxos.protocols.lowpaxos.durable import DurableFold
+from lowpaxos.protocols.lowpaxos.messages import BALLOT_ZERO, Ballot, Entry, Transfer
 from lowpaxos.runtime import rowstore
 from lowpaxos.runtime.rowstore import PAIRS, PairMeta, SqliteRowStore, meta_name, other_pair
 
@@ -131,9 +123,54 @@ def decode_transfer(value) -> Transfer | None:
                     _tuples(cursor))
 
 
+class SqlRows:
+    """One row pair's tables as the row set DurableFold.apply writes to: the rows go to
+    SQL in the open transaction, index, digest and horizon to the pair's meta mirror."""
+
+    def __init__(self, connection: sqlite3.Connection, pair: str, meta: PairMeta) -> None:
+        self.connection = connection
+        self.pair = pair
+        self.meta = meta
+
+    @property
+    def index(self) -> int:
+        return self.meta.index
+
+    @index.setter
+    def index(self, value: int) -> None:
+        self.meta.index = value
+
+    @property
+    def digest(self) -> int:
+        return self.meta.digest
+
+    @digest.setter
+    def digest(self, value: int) -> None:
+        self.meta.digest = value
+
+    @property
+    def tombstone_horizon(self) -> int:
+        return self.meta.tombstone_horizon
+
+    @tombstone_horizon.setter
+    def tombstone_horizon(self, value: int) -> None:
+        self.meta.tombstone_horizon = value
+
+    def apply_changes(self, rows) -> None:
+        rowstore.write_changes(self.connection, self.pair, rows, self.meta)
+
+    def drop_tombstones_below(self, version: int) -> None:
+        rowstore.drop_tombstones_below(self.connection, self.pair, version)
+        self.meta.tombstone_horizon = max(self.meta.tombstone_horizon, version)
+
+
 @dataclass
-class Mirror:
-    """The scalar meta rows as last committed, so writes need no reads."""
+class Mirror(DurableFold):
+    """The scalar meta rows as last committed, so writes need no reads.
+
+    A copy folds one transaction's records (``apply``, inherited from DurableFold:
+    the meaning of each record is written there once); the primitives below carry
+    them out in SQL on ``connection``, inside the transaction ``write`` opened."""
 
     promised: Ballot = BALLOT_ZERO
     commit_index: int = 0
@@ -141,6 +178,7 @@ class Mirror:
     transfer: Transfer | None = None
     live: str = "a"
     pairs: dict[str, PairMeta] = field(default_factory=lambda: {pair: PairMeta() for pair in PAIRS})
+    connection: sqlite3.Connection | None = field(default=None, repr=False, compare=False)
 
     def copy(self) -> "Mirror":
         return replace(self, pairs={pair: meta.copy() for pair, meta in self.pairs.items()})
@@ -152,6 +190,40 @@ class Mirror:
         for pair, meta in self.pairs.items():
             values[meta_name(pair)] = meta.to_value()
         return values
+
+    # The primitives of DurableFold, in SQL.
+
+    @property
+    def store(self) -> SqlRows:
+        return SqlRows(self.connection, self.live, self.pairs[self.live])
+
+    @property
+    def staging(self) -> SqlRows:
+        staging = other_pair(self.live)
+        return SqlRows(self.connection, staging, self.pairs[staging])
+
+    def put_entries(self, entries: list[Entry]) -> None:
+        rows = []
+        for entry in entries:
+            batch = encode_batch(entry.batch)
+            rows.append((entry.slot, entry.ballot.round, entry.ballot.replica, batch,
+                         _entry_checksum(entry.slot, entry.ballot, batch)))
+        # REPLACE: a slot written again (a re-accept under a higher ballot) takes the new row.
+        self.connection.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", rows)
+
+    def drop_entries_through(self, slot: int) -> None:
+        self.connection.execute("DELETE FROM entries WHERE slot <= ?", (slot,))
+
+    def empty_staging(self) -> None:
+        staging = other_pair(self.live)
+        rowstore.empty_pair(self.connection, staging)
+        self.pairs[staging] = PairMeta()
+
+    def install_staging(self) -> None:
+        old = self.live
+        self.live = other_pair(old)
+        rowstore.empty_pair(self.connection, old)
+        self.pairs[old] = PairMeta()
 
 
 @dataclass
@@ -359,10 +431,11 @@ class SqliteStorage:
         c = self.connection
         started = time.perf_counter()
         state = self.mirror.copy()  # becomes the mirror only once the transaction commits
+        state.connection = c
         c.execute("BEGIN IMMEDIATE")
         try:
             for record in records:
-                self._fold(state, record)
+                state.apply(record)
             before = self.mirror.meta_values()
             for name, value in state.meta_values().items():
                 if value != before[name]:
@@ -372,69 +445,12 @@ class SqliteStorage:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
+        finally:
+            state.connection = None
         self.mirror = state
         self.transactions += 1
         self.records_written += len(records)
         self.write_seconds += time.perf_counter() - started
-
-    def _fold(self, state: Mirror, record) -> None:
-        c = self.connection
-        match record:
-            case SavePromise(ballot=ballot):
-                assert ballot >= state.promised, "a promise never goes back"
-                state.promised = ballot
-            case SaveEntries(entries=entries):
-                rows = []
-                for entry in entries:
-                    if entry.slot > state.log_start:
-                        batch = encode_batch(entry.batch)
-                        rows.append((entry.slot, entry.ballot.round, entry.ballot.replica,
-                                     batch, _entry_checksum(entry.slot, entry.ballot, batch)))
-                c.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", rows)
-            case SaveCommit(commit_index=commit_index):
-                state.commit_index = max(state.commit_index, commit_index)
-            case SaveRows(index=index, digest=digest, tombstone_horizon=horizon, rows=rows):
-                live = state.pairs[state.live]
-                assert index >= live.index, "the stored rows only move forward"
-                rowstore.write_changes(c, state.live, rows, live)
-                live.index = index
-                live.digest = digest
-                rowstore.drop_tombstones_below(c, state.live, horizon)
-                live.tombstone_horizon = max(live.tombstone_horizon, horizon)
-                state.commit_index = max(state.commit_index, index)
-            case SaveTruncate(log_start=log_start):
-                assert log_start <= state.pairs[state.live].index, \
-                    "the log is cut only below the stored rows"
-                self._cut(state, log_start)
-            case SaveStaged(transfer=transfer, reset=reset, digest=digest, rows=rows):
-                staging = other_pair(state.live)
-                if reset:
-                    rowstore.empty_pair(c, staging)
-                    state.pairs[staging] = PairMeta()
-                rowstore.write_changes(c, staging, rows, state.pairs[staging])
-                state.pairs[staging].digest = digest
-                state.transfer = transfer
-            case SaveInstall(index=index, digest=digest):
-                staging = other_pair(state.live)
-                assert state.pairs[staging].digest == digest, "only verified state is installed"
-                assert index > state.pairs[state.live].index, "an install moves the state forward"
-                # The staging pair becomes the KVS; the old KVS pair, emptied, the next staging.
-                old = state.live
-                state.live = staging
-                state.pairs[staging].index = index
-                state.pairs[staging].tombstone_horizon = index
-                rowstore.empty_pair(c, old)
-                state.pairs[old] = PairMeta()
-                state.transfer = None
-                state.commit_index = max(state.commit_index, index)
-                self._cut(state, index)
-            case _:
-                raise TypeError(f"not a LowPaxos durable record: {record!r}")
-
-    def _cut(self, state: Mirror, log_start: int) -> None:
-        if log_start > state.log_start:
-            state.log_start = log_start
-            self.connection.execute("DELETE FROM entries WHERE slot <= ?", (log_start,))
 
     # ------------------------------------------------- the row stores' overlays
 

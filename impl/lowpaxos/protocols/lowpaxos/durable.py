@@ -5,8 +5,13 @@ keeps the same records in SQLite (runtime/storage.py), with the KVS rows on disk
 behind a bounded cache. A restarted core is built from either: it reads the
 scalar fields and opens its stores with ``open_store()`` and ``open_staging()``.
 
-``apply`` is the meaning of every record; the runtime's storage must agree with
-it (tests/test_storage_crash.py folds random records through both).
+``DurableFold.apply`` is the meaning of every record, written once. Both places
+that fold records inherit it and supply only primitives that decide nothing
+(write these log entries, delete the log through a slot, empty the staging rows,
+make the staging rows the store): ``DurableState`` below in memory, and the
+runtime's ``storage.Mirror`` in SQL. tests/test_storage_crash.py checks that
+what SQLite reads back after a restart equals the in-memory fold of the same
+records, so the SQL primitives are checked against the memory ones.
 """
 
 from __future__ import annotations
@@ -29,8 +34,85 @@ from lowpaxos.protocols.lowpaxos.messages import (
 )
 
 
+class DurableFold:
+    """The meaning of every LowPaxos durable record (``apply``), over primitives.
+
+    A subclass has the fields ``promised``, ``commit_index``, ``log_start`` and
+    ``transfer``, and ``store`` and ``staging``: row sets with ``index``, ``digest``
+    and ``tombstone_horizon`` and the methods ``apply_changes(rows)`` and
+    ``drop_tombstones_below(version)`` (a MemoryRowStore, or the SQL tables of one
+    row pair). It supplies the primitives below, which carry out a decision made
+    here and make none of their own.
+    """
+
+    promised: Ballot
+    commit_index: int
+    log_start: int
+    transfer: Transfer | None
+
+    def put_entries(self, entries: list[Entry]) -> None:
+        """Hold each of ``entries`` in its slot, replacing what the slot held."""
+        raise NotImplementedError
+
+    def drop_entries_through(self, slot: int) -> None:
+        """Forget every log entry at or below ``slot``."""
+        raise NotImplementedError
+
+    def empty_staging(self) -> None:
+        """The staging rows become an empty row set."""
+        raise NotImplementedError
+
+    def install_staging(self) -> None:
+        """The staging rows become the store; the old store, emptied, the staging."""
+        raise NotImplementedError
+
+    def apply(self, record) -> None:
+        match record:
+            case SavePromise(ballot=ballot):
+                assert ballot >= self.promised, "a promise never goes back"
+                self.promised = ballot
+            case SaveEntries(entries=entries):
+                # A slot written again (a re-accept under a higher ballot, or a
+                # committed value from catch-up) holds the newest record's entry.
+                self.put_entries([entry for entry in entries if entry.slot > self.log_start])
+            case SaveCommit(commit_index=commit_index):
+                self.commit_index = max(self.commit_index, commit_index)
+            case SaveRows(index=index, digest=digest, tombstone_horizon=horizon, rows=rows):
+                assert index >= self.store.index, "the stored rows only move forward"
+                self.store.apply_changes(rows)
+                self.store.index = index
+                self.store.digest = digest
+                self.store.drop_tombstones_below(horizon)
+                self.commit_index = max(self.commit_index, index)
+            case SaveTruncate(log_start=log_start):
+                assert log_start <= self.store.index, "the log is cut only below the stored rows"
+                self._cut(log_start)
+            case SaveStaged(transfer=transfer, reset=reset, digest=digest, rows=rows):
+                if reset:
+                    self.empty_staging()
+                self.staging.apply_changes(rows)
+                self.staging.digest = digest
+                self.transfer = transfer
+            case SaveInstall(index=index, digest=digest):
+                assert self.staging.digest == digest, "only verified state is installed"
+                assert index > self.store.index, "an install moves the state forward"
+                self.install_staging()
+                self.store.index = index
+                self.store.tombstone_horizon = index
+                self.transfer = None
+                self.commit_index = max(self.commit_index, index)
+                self._cut(index)
+            case _:
+                raise TypeError(f"not a LowPaxos durable record: {record!r}")
+
+    def _cut(self, log_start: int) -> None:
+        if log_start > self.log_start:
+            self.log_start = log_start
+            self.drop_entries_through(log_start)
+
+
 @dataclass
-class DurableState:
+class DurableState(DurableFold):
     promised: Ballot = BALLOT_ZERO
     entries: dict[int, Entry] = field(default_factory=dict)
     commit_index: int = 0
@@ -50,51 +132,22 @@ class DurableState:
     def open_staging(self) -> MemoryRowStore:
         return self.staging.copy()
 
-    def apply(self, record) -> None:
-        match record:
-            case SavePromise(ballot=ballot):
-                assert ballot >= self.promised, "a promise never goes back"
-                self.promised = ballot
-            case SaveEntries(entries=entries):
-                for entry in entries:
-                    if entry.slot > self.log_start:
-                        self.entries[entry.slot] = entry
-            case SaveCommit(commit_index=commit_index):
-                self.commit_index = max(self.commit_index, commit_index)
-            case SaveRows(index=index, digest=digest, tombstone_horizon=horizon, rows=rows):
-                assert index >= self.store.index, "the stored rows only move forward"
-                self.store.apply_changes(rows)
-                self.store.index = index
-                self.store.digest = digest
-                self.store.drop_tombstones_below(horizon)
-                self.commit_index = max(self.commit_index, index)
-            case SaveTruncate(log_start=log_start):
-                assert log_start <= self.store.index, "the log is cut only below the stored rows"
-                self._cut(log_start)
-            case SaveStaged(transfer=transfer, reset=reset, digest=digest, rows=rows):
-                if reset:
-                    self.staging = MemoryRowStore()
-                self.staging.apply_changes(rows)
-                self.staging.digest = digest
-                self.transfer = transfer
-            case SaveInstall(index=index, digest=digest):
-                assert self.staging.digest == digest, "only verified state is installed"
-                assert index > self.store.index, "an install moves the state forward"
-                self.store = self.staging
-                self.store.index = index
-                self.store.tombstone_horizon = index
-                self.staging = MemoryRowStore()
-                self.transfer = None
-                self.commit_index = max(self.commit_index, index)
-                self._cut(index)
-            case _:
-                raise TypeError(f"not a LowPaxos durable record: {record!r}")
+    # The primitives of DurableFold, in memory.
 
-    def _cut(self, log_start: int) -> None:
-        if log_start > self.log_start:
-            self.log_start = log_start
-            for slot in [s for s in self.entries if s <= log_start]:
-                del self.entries[slot]
+    def put_entries(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.entries[entry.slot] = entry
+
+    def drop_entries_through(self, slot: int) -> None:
+        for held in [s for s in self.entries if s <= slot]:
+            del self.entries[held]
+
+    def empty_staging(self) -> None:
+        self.staging = MemoryRowStore()
+
+    def install_staging(self) -> None:
+        self.store = self.staging
+        self.staging = MemoryRowStore()
 
     def copy(self) -> "DurableState":
         return DurableState(
