@@ -117,6 +117,7 @@ async def lowpaxos_load(ports: list[int], seconds: float, warmup_s: float, infli
 def run_lowpaxos(arguments, inflight: int, profile_seconds: float = 0.0) -> dict:
     with tempfile.TemporaryDirectory(prefix="lowpaxos-bench-") as directory:
         cluster = LocalCluster(directory, 3, tick_ms=arguments.tick_ms,
+                               protocol=arguments.protocol or None,
                                lifetime_s=arguments.seconds + 120)
         spy: dict = {}
 
@@ -194,6 +195,14 @@ def run_pysyncobj(arguments, inflight: int) -> dict:
     return result
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """NAME=VALUE for the cluster file's [protocol] table: integers and true/false."""
+    name, _, value = text.partition("=")
+    if value in ("true", "false"):
+        return name, value == "true"
+    return name, int(value)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -206,7 +215,10 @@ def main() -> int:
     parser.add_argument("--only", choices=("lowpaxos", "pysyncobj"), default=None)
     parser.add_argument("--profile-seconds", type=float, default=0.0,
                         help="then profile the leader with py-spy in one more LowPaxos run")
+    parser.add_argument("--protocol", action="append", default=[], metavar="NAME=VALUE",
+                        help="a LowPaxosConfig field for the cluster file (repeatable)")
     arguments = parser.parse_args()
+    arguments.protocol = dict(parse_setting(text) for text in arguments.protocol)
     # Other jobs on this shared machine skew every figure: say how busy it was.
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     revision = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],

@@ -378,6 +378,31 @@ def test_replica_behind_the_cut_receives_a_snapshot():
     assert cluster.cores[2].kvs.digest() == cluster.cores[0].kvs.digest()
 
 
+
+def test_log_bytes_bound_the_memory_of_large_commands_while_a_replica_is_down():
+    """[7] Large commands: with a replica down, the applied slots held stay within
+    log_bytes_max (the slot bound alone would hold 60 slots of 6 KB here), the rest is
+    cut below saved rows, and the replica that returns converges by transfer."""
+    cluster = Cluster(3, thrifty=False, batching=True, snapshot_slots=16, log_slots_max=64,
+                      window_slots=4, batch_bytes_max=1200, log_bytes_max=24_000,
+                      transfer_log_bytes_max=48_000)
+    cluster.elect(0)
+    cluster.crash(2)
+    value = b"x" * 6000  # one command per slot, 6 KB each
+    for i in range(60):
+        cluster.submit(0, 1, "put", f"k{i % 7}", value + b"%d" % i)
+        cluster.deliver_all()
+        for core in cluster.cores[:2]:
+            assert core.applied_bytes_total <= 24_000 + 6100, "held applied bytes bounded"
+    leader = cluster.cores[0]
+    assert leader.commit_index >= 60
+    assert leader.log_start >= leader.commit_index - 4, "cut by bytes, not by slots"
+    cluster.restart(2)
+    cluster.tick_all(80)
+    assert cluster.cores[2].commit_index == leader.commit_index
+    assert cluster.cores[2].kvs.digest() == leader.kvs.digest()
+
+
 # ---- Durability and crash recovery ----
 
 

@@ -41,6 +41,10 @@ class LowPaxosConfig:
     # Hold at most this many slots in memory even when a replica is down; the slow
     # replica then receives the state by transfer.
     log_slots_max: int = 512
+    # ... and at most this many bytes of applied slots (the encoded-size estimate of their
+    # commands): with large commands (an MSET of 500 pairs is 60 KB) a slot count alone
+    # would let a replica's memory grow with the data while a peer is down.
+    log_bytes_max: int = 8 << 20
     # State transfer: chunks per request (the window), bytes of rows per chunk (one
     # datagram), rows one chunk may examine, open images served at once, how long an
     # image serves before a request opens a newer one, when an unused one is closed,
@@ -58,6 +62,7 @@ class LowPaxosConfig:
     # Slots a replica serving a state transfer keeps beyond log_slots_max (from the image
     # on), so that the receiver can catch up through the log afterwards.
     transfer_log_slots_max: int = 4096
+    transfer_log_bytes_max: int = 32 << 20
     # The invariants that walk the whole log run every this many steps (1: every step,
     # as the tests and the simulator do); the cheap ones run every step.
     invariant_full_scan_steps: int = 64
@@ -100,6 +105,9 @@ class LowPaxosConfig:
                 self.transfer_chunk_bytes < 64:
             raise ConfigError("batch_bytes_max, catchup_bytes_max and transfer_chunk_bytes "
                               "must be at least 64")
+        if not self.batch_bytes_max <= self.log_bytes_max <= self.transfer_log_bytes_max:
+            raise ConfigError("batch_bytes_max <= log_bytes_max <= transfer_log_bytes_max "
+                              "must hold")
         if self.tombstone_slots < 0 or self.transfer_log_slots_max < 0:
             raise ConfigError("tombstone_slots and transfer_log_slots_max must not be negative")
         return self

@@ -23,9 +23,9 @@ What LowPaxos adds for weak hardware and poor links:
   own entry for it carries the leader's ballot; anything else it fetches.
 * Catch-up in bounded chunks, from any replica that has the slots committed.
 * Bounded memory: the KVS rows are persisted with the log records (SaveRows),
-  so slots every replica has applied can be dropped; past ``log_slots_max`` the
-  log is cut anyway and a replica behind the cut receives the state in chunks
-  (state transfer below), however large the store.
+  so slots every replica has applied can be dropped; past ``log_slots_max`` slots
+  or ``log_bytes_max`` bytes the log is cut anyway and a replica behind the cut
+  receives the state in chunks (state transfer below), however large the store.
 
 State transfer: a replica behind the cut pulls a point-in-time image of the
 KVS rows from any replica, a window of chunks per request, each chunk one
@@ -171,10 +171,17 @@ class LowPaxosReplica:
         for slot in range(store_index + 1, durable.commit_index + 1):
             assert slot in self.log, "a persisted commit point covers persisted entries"
             self.commit_index = slot
+        # Encoded-size estimate of each applied slot still held (log_bytes_max bounds it).
+        self.applied_bytes: dict[int, int] = {}
+        self.applied_bytes_total = 0
+        for slot in range(self.log_start + 1, self.applied_index + 1):
+            if slot in self.log:
+                self._hold_applied(slot)
         for slot in range(self.applied_index + 1, self.commit_index + 1):
             for command in self.log[slot].batch:
                 self.kvs.apply(command, slot)
             self.applied_index = slot
+            self._hold_applied(slot)
 
         # State transfer, receiving side: the staged rows and where the transfer stands.
         self.staging = durable.open_staging()
@@ -980,6 +987,8 @@ class LowPaxosReplica:
         self.log_start = max(self.log_start, index)
         for slot in [s for s in self.log if s <= index]:
             del self.log[slot]
+        self.applied_bytes = {}  # every slot applied before is at or below the image
+        self.applied_bytes_total = 0
         self.commit_index = self.applied_index = index
         self._trace(effects, "InstallSnapshot", None, None)
         if self.leader_commit_seen > self.commit_index:
@@ -1031,23 +1040,36 @@ class LowPaxosReplica:
                                     result, self.replica_id)
                     )
             self.applied_index = slot
+            self._hold_applied(slot)
+
+    def _hold_applied(self, slot: int) -> None:
+        size = BATCH_OVERHEAD_BYTES + sum(command_size_bytes(c) for c in self.log[slot].batch)
+        self.applied_bytes[slot] = size
+        self.applied_bytes_total += size
+
+    def _release_applied(self, slot: int) -> None:
+        self.applied_bytes_total -= self.applied_bytes.pop(slot, 0)
 
     def _maybe_snapshot(self, effects: Effects) -> None:
         """Every ``snapshot_slots`` applied slots, cut the log below what every replica has
         applied, or below our own applied point when the log has grown past
-        ``log_slots_max`` (a slow replica then receives the state by transfer). The KVS
-        rows are persisted first, in the same batch, so they always cover the cut."""
-        if self.applied_index - self.log_start < self.config.snapshot_slots:
+        ``log_slots_max`` slots or ``log_bytes_max`` bytes (a slow replica then receives
+        the state by transfer). The KVS rows are persisted first, in the same batch, so
+        they always cover the cut."""
+        over_bytes = self.applied_bytes_total > self.config.log_bytes_max
+        if self.applied_index - self.log_start < self.config.snapshot_slots and not over_bytes:
             return
         hint = self._leader_truncate_index() if self.role is Role.LEADER else self.truncate_hint
         log_start = max(self.log_start, min(hint, self.applied_index))
-        forced = self.applied_index - log_start > self.config.log_slots_max - self.config.window_slots
+        forced = over_bytes or \
+            self.applied_index - log_start > self.config.log_slots_max - self.config.window_slots
         if forced:
             log_start = self.applied_index
-            if self.images:
+            if self.images and self.applied_bytes_total <= self.config.transfer_log_bytes_max:
                 # A replica we are sending an image to will next need the slots after it:
-                # keep them (up to transfer_log_slots_max), or under load it would finish
-                # the transfer behind the cut again and start over, never catching up.
+                # keep them (up to transfer_log_slots_max and transfer_log_bytes_max), or
+                # under load it would finish the transfer behind the cut again and start
+                # over, never catching up.
                 keep_from = max(min(self.images),
                                 self.applied_index - self.config.transfer_log_slots_max)
                 log_start = max(self.log_start, min(log_start, keep_from))
@@ -1059,6 +1081,7 @@ class LowPaxosReplica:
         self._persist_rows(effects)
         for slot in range(self.log_start + 1, log_start + 1):
             self.log.pop(slot, None)
+            self._release_applied(slot)
         self.log_start = log_start
         effects.persist.append(SaveTruncate(log_start))
         self._trace(effects, "TruncateLog", None, None, slot=log_start)
@@ -1164,6 +1187,9 @@ class LowPaxosReplica:
             assert all(slot > self.log_start for slot in self.log), "no entry below the cut"
             for slot in range(self.log_start + 1, self.commit_index + 1):
                 assert slot in self.log, "every committed slot above the cut is held"
+            assert set(self.applied_bytes) == set(range(self.log_start + 1, self.applied_index + 1)), \
+                "the held bytes are counted for exactly the applied slots held"
+            assert self.applied_bytes_total == sum(self.applied_bytes.values()), "bytes add up"
             # Committed entries may come from catch-up in a ballot we never promised; the
             # ones still open were accepted here, under our promise.
             assert all(entry.ballot <= self.promised for slot, entry in self.log.items()
