@@ -17,6 +17,7 @@ static state and ends with ``System.exit``.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import os
@@ -114,6 +115,9 @@ class TlcResult:
     exit_code: int | None = None
     # Error messages that explain an ERROR outcome (parse errors and the like).
     errors: list[str] = field(default_factory=list)
+    # TLC's standard output as it came, with what the spec printed (Print, PrintT)
+    # outside the message frames; filled only when run_tlc is asked for it.
+    output: str = ""
 
 
 # ---- Parsing -------------------------------------------------------------------------
@@ -288,6 +292,8 @@ def run_tlc(
     library_dirs: tuple[str | os.PathLike[str], ...] = (),
     heap_mb: int | None = None,
     check_deadlock: bool = False,
+    extra_args: tuple[str, ...] = (),
+    keep_output: bool = False,
 ) -> TlcResult:
     """Model-check ``spec_path`` with the configuration ``cfg_path``.
 
@@ -295,6 +301,9 @@ def run_tlc(
     last progress figures). ``library_dirs`` are further folders to find
     EXTENDed and INSTANCEd modules in. Deadlock is not checked by default:
     the models bound rounds and slots, so every behaviour ends.
+    ``extra_args`` go to TLC before the configuration (simulation mode:
+    ``-simulate num=N -depth D -seed S``); ``keep_output`` keeps TLC's raw
+    output in the result (lowpaxos.specreplay reads what the spec printed).
     """
     assert workers >= 1
     assert timeout_s > 0
@@ -314,6 +323,7 @@ def run_tlc(
         tlc_args = ["-tool", "-workers", str(workers), "-metadir", str(Path(scratch) / "states")]
         if not check_deadlock:
             tlc_args.append("-deadlock")
+        tlc_args += list(extra_args)
         # TLC 2.15 looks the configuration up relative to the spec's folder (an
         # absolute path is not found), so hand it a relative one.
         tlc_args += ["-config", os.path.relpath(cfg, spec.parent), str(spec)]
@@ -345,6 +355,8 @@ def run_tlc(
         seconds = time.monotonic() - started
 
     result = interpret(parse_messages(stdout), seconds, None if timed_out else worker.returncode)
+    if keep_output:
+        result = dataclasses.replace(result, output=stdout)
     if timed_out:
         return _replace_outcome(result, Outcome.TIMEOUT, [f"killed after {timeout_s:.0f} s"])
     if result.outcome is Outcome.ERROR and stderr.strip():
@@ -365,4 +377,5 @@ def _replace_outcome(result: TlcResult, outcome: Outcome, errors: list[str]) -> 
         error_actions=result.error_actions,
         exit_code=result.exit_code,
         errors=errors,
+        output=result.output,
     )
