@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 
 from lowpaxos.core.api import Command
 from lowpaxos.kvs import DATA, KINDS, REMOVED, MemoryRowStore, write_row
-from lowpaxos.protocols.lowpaxos.durable import DurableState
+from lowpaxos.protocols.lowpaxos.durable import DurableFold, DurableState
 from lowpaxos.protocols.lowpaxos.messages import (
     Ballot,
     Entry,
@@ -38,10 +39,11 @@ from lowpaxos.protocols.lowpaxos.messages import (
     SaveTruncate,
     Transfer,
 )
-from lowpaxos.runtime.storage import SqliteStorage
+from lowpaxos.runtime.storage import Mirror, SqliteStorage
 
 # Runtime keys are latin-1 (replica.check_key), so these include NUL and 0xff.
 KEYS = ["a", "b", "c", "ab", "\x00", "\xff", "k\x00z", "zz"]
+REPLICAS = 3
 
 
 def random_records(rng: random.Random, count: int) -> list:
@@ -61,17 +63,23 @@ def random_records(rng: random.Random, count: int) -> list:
             entries = []
             for _ in range(rng.randint(1, 3)):
                 roll = rng.random()
-                if roll < 0.7 or top == oracle.log_start:
+                ballot = Ballot(rng.randint(1, 4), rng.randrange(3))
+                if roll < 0.6 or top == oracle.log_start:
                     top += 1
                     slot = top
+                elif roll < 0.78:
+                    # A re-accept: a held slot written again under a higher ballot (the
+                    # next replica of the same round, or a later round).
+                    slot = rng.randint(oracle.log_start + 1, top)
+                    if slot in oracle.entries:
+                        ballot = higher_ballot(rng, oracle.entries[slot].ballot)
                 elif roll < 0.9:
-                    slot = rng.randint(oracle.log_start + 1, top)  # a slot written again
+                    slot = rng.randint(oracle.log_start + 1, top)  # any ballot (catch-up)
                 else:
                     slot = rng.randint(0, oracle.log_start)  # below the cut: ignored
                 command = Command(rng.randrange(5), rng.randrange(100), "put", rng.choice(KEYS),
                                   bytes([rng.randrange(256)]) * rng.randrange(4))
-                entries.append(Entry(slot, Ballot(rng.randint(1, 4), rng.randrange(3)),
-                                     (command,) if rng.random() < 0.8 else ()))
+                entries.append(Entry(slot, ballot, (command,) if rng.random() < 0.8 else ()))
             record = SaveEntries(tuple(entries))
         elif choice < 0.5:
             record = SaveCommit(rng.randint(max(0, oracle.commit_index - 2), top))
@@ -119,6 +127,13 @@ def random_records(rng: random.Random, count: int) -> list:
         oracle.apply(record)
         records.append(record)
     return records
+
+
+def higher_ballot(rng: random.Random, ballot: Ballot) -> Ballot:
+    """A ballot above ``ballot``: half the time of the same round (a higher replica id)."""
+    if ballot.replica < REPLICAS - 1 and rng.random() < 0.5:
+        return Ballot(ballot.round, rng.randint(ballot.replica + 1, REPLICAS - 1))
+    return Ballot(ballot.round + rng.randint(1, 2), rng.randrange(REPLICAS))
 
 
 def transaction_sizes(rng: random.Random, count: int) -> list[int]:
@@ -177,6 +192,50 @@ def test_generated_records_use_every_type():
         SavePromise, SaveEntries, SaveCommit, SaveRows, SaveTruncate, SaveStaged, SaveInstall}
     assert any(isinstance(r, SaveStaged) and r.reset for r in records)
     assert any(isinstance(r, SaveRows) and any(row[3] == REMOVED for row in r.rows) for r in records)
+    # Slots rewritten under a higher ballot of the same round and of a later round, under
+    # a lower one, and commit hints behind the commit point held (a no-op by max).
+    held, kinds, commit = {}, set(), 0
+    for record in records:
+        if isinstance(record, SaveEntries):
+            for entry in record.entries:
+                if entry.slot in held and entry.ballot != held[entry.slot]:
+                    old = held[entry.slot]
+                    kinds.add("same round" if entry.ballot.round == old.round and entry.ballot > old
+                              else "higher round" if entry.ballot > old else "lower")
+                held[entry.slot] = entry.ballot
+        elif isinstance(record, SaveCommit):
+            kinds.add("commit behind" if record.commit_index < commit else "commit")
+            commit = max(commit, record.commit_index)
+    assert kinds == {"same round", "higher round", "lower", "commit behind", "commit"}, kinds
+
+
+def test_one_definition_of_the_records():
+    """The memory fold and the SQL storage run the same ``apply``: neither overrides it."""
+    assert DurableState.apply is DurableFold.apply
+    assert Mirror.apply is DurableFold.apply
+
+
+@pytest.mark.parametrize("rewrites", [
+    [Ballot(1, 0), Ballot(1, 2)],                 # the same round, a higher replica
+    [Ballot(1, 2), Ballot(3, 0)],                 # a later round
+    [Ballot(1, 0), Ballot(1, 1), Ballot(2, 0)],   # twice
+])
+def test_a_slot_rewritten_under_a_higher_ballot_reads_back_rewritten(tmp_path, rewrites):
+    """A follower re-accepting slot 2 under a higher ballot (each write its own
+    transaction, the file reopened after each) reads back the last ballot and value."""
+    path = tmp_path / "r.sqlite"
+    records = [SaveEntries((Entry(1, Ballot(1, 0), ()), Entry(2, Ballot(1, 0), ())))]
+    for number, ballot in enumerate(rewrites):
+        command = Command(1, number + 1, "put", "key", b"value %d" % number)
+        records.append(SaveEntries((Entry(2, ballot, (command,)),)))
+    for count in range(1, len(records) + 1):
+        storage = SqliteStorage(path, 1)
+        storage.load()
+        storage.write([records[count - 1]])
+        storage.close()
+        view = loaded_view(path)
+        assert view["entries"][2] == fold(records[:count]).entries[2]
+        assert view == durable_view(fold(records[:count]))
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -225,13 +284,68 @@ def test_a_failed_transaction_leaves_nothing_behind(tmp_path, seed):
 # ------------------------------------------------------------------- SIGKILL
 
 
-def writer(path: str, seed: int) -> None:
+# The statements of a write a fault can hit: the transaction's bounds, a log entry
+# (a re-accept rewrites one), the log cut, a KVS row, a meta row.
+FAULT_POINTS = ["BEGIN", "INTO entries", "DELETE FROM entries", "INTO kv_", "INTO meta", "COMMIT"]
+
+
+class FaultyConnection:
+    """The storage's sqlite3 connection with one fault at the ``occurrence``-th statement
+    containing ``point``: the process kills itself with SIGKILL before the statement
+    runs ("kill"), or the statement raises the error SQLite reports when a read, write
+    or fsync fails ("disk I/O error"), before it runs or after it ran ("error-before",
+    "error-after"). Every other statement passes through."""
+
+    def __init__(self, connection: sqlite3.Connection, point: str, occurrence: int,
+                 action: str) -> None:
+        assert point in FAULT_POINTS and action in ("kill", "error-before", "error-after")
+        self.connection = connection
+        self.point = point
+        self.remaining = occurrence
+        self.action = action
+        self.fired: str | None = None  # the statement the fault hit
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.connection.in_transaction
+
+    def execute(self, sql: str, *arguments):
+        return self._run(self.connection.execute, sql, arguments)
+
+    def executemany(self, sql: str, *arguments):
+        return self._run(self.connection.executemany, sql, arguments)
+
+    def _run(self, method, sql: str, arguments):
+        hit = False
+        if self.fired is None and self.point in sql:
+            self.remaining -= 1
+            hit = self.remaining == 0
+        if hit:
+            self.fired = sql
+            if self.action == "kill":
+                print(f"kill {sql}", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+            if self.action == "error-before":
+                raise sqlite3.OperationalError("disk I/O error")
+        result = method(sql, *arguments)
+        if hit:
+            raise sqlite3.OperationalError("disk I/O error")
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self.connection, name)
+
+
+def writer(path: str, seed: int, count: int, fault: list[str] | None = None) -> None:
     """Write the records of ``seed`` in its transactions, printing the number of records
-    committed after each commit, until killed."""
+    committed after each commit, until killed (from outside, or by ``fault``: a point
+    of FAULT_POINTS and an occurrence, where the process kills itself)."""
     rng = random.Random(seed)
-    records = random_records(rng, 3000)
+    records = random_records(rng, count)
     storage = SqliteStorage(path, 1)
     storage.load()
+    if fault is not None:
+        storage.connection = FaultyConnection(storage.connection, fault[0], int(fault[1]), "kill")
     done = 0
     for size in transaction_sizes(rng, len(records)):
         storage.write(records[done:done + size])
@@ -240,13 +354,81 @@ def writer(path: str, seed: int) -> None:
     storage.close()
 
 
+def boundaries_of(seed: int, count: int) -> tuple[list, list[int]]:
+    """The records of ``seed`` and the record counts at which its transactions end."""
+    rng = random.Random(seed)
+    records = random_records(rng, count)
+    boundaries, done = [], 0
+    for size in transaction_sizes(rng, len(records)):
+        done += size
+        boundaries.append(done)
+    return records, boundaries
+
+
+@pytest.mark.parametrize("seed", range(len(FAULT_POINTS)))
+def test_sigkill_inside_a_write_leaves_exactly_the_transactions_before_it(tmp_path, seed):
+    """A writer process that kills itself (SIGKILL) just before a chosen statement of
+    a transaction (its BEGIN, a log entry, the log cut, a KVS row, a meta row, its
+    COMMIT) reopens as exactly the transactions it reported committed: the one it was
+    in leaves nothing, and none before it is lost."""
+    point = FAULT_POINTS[seed % len(FAULT_POINTS)]
+    occurrence = random.Random(seed).randint(1, 12)
+    path = tmp_path / "r.sqlite"
+    process = subprocess.run(
+        [sys.executable, __file__, "write", str(path), str(seed), "800", point, str(occurrence)],
+        capture_output=True, text=True, timeout=120)
+    assert process.returncode == -signal.SIGKILL, \
+        f"the writer was not killed at {point!r} #{occurrence}: {process.stderr[-2000:]}"
+    lines = process.stdout.splitlines()
+    assert lines and lines[-1].startswith("kill ") and point in lines[-1], lines[-3:]
+    reported = int(lines[-2]) if len(lines) >= 2 else 0  # records in committed transactions
+    records, boundaries = boundaries_of(seed, 800)
+    assert reported == 0 or reported in boundaries
+    assert loaded_view(path) == durable_view(fold(records[:reported]))
+
+
+@pytest.mark.parametrize("action", ["error-before", "error-after"])
+@pytest.mark.parametrize("point", FAULT_POINTS)
+def test_an_io_error_inside_a_write_leaves_whole_transactions(tmp_path, point, action):
+    """A statement of a write that fails with a disk I/O error (before it runs, or after)
+    makes ``write`` raise; the file reopens (as the runtime restarts: it exits on a failed
+    write) with the transactions before it, plus the failed one only if its COMMIT ran.
+    Writing goes on from the reopened file, and the end equals the fold of everything."""
+    seed = FAULT_POINTS.index(point) * 2 + (action == "error-after")
+    rng = random.Random(seed)
+    records = random_records(rng, 200)
+    path = tmp_path / "r.sqlite"
+    storage = SqliteStorage(path, 1)
+    storage.load()
+    faulty = FaultyConnection(storage.connection, point, rng.randint(1, 6), action)
+    storage.connection = faulty
+    done = 0
+    for size in transaction_sizes(rng, len(records)):
+        try:
+            storage.write(records[done:done + size])
+        except sqlite3.OperationalError as error:
+            assert str(error) == "disk I/O error" and faulty.fired is not None
+            storage.close()
+            committed = point == "COMMIT" and action == "error-after"
+            expected = done + size if committed else done
+            assert loaded_view(path) == durable_view(fold(records[:expected]))
+            storage = SqliteStorage(path, 1)
+            storage.load()
+            if not committed:
+                storage.write(records[done:done + size])
+        done += size
+    storage.close()
+    assert faulty.fired is not None, f"no {point!r} statement to fail"
+    assert loaded_view(path) == durable_view(fold(records))
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_sigkill_while_writing_leaves_a_committed_prefix(tmp_path, seed):
     """A writer process killed at a random point reopens as the records of a whole
     number of its transactions, no fewer than it reported committed."""
     path = tmp_path / "r.sqlite"
     process = subprocess.Popen(
-        [sys.executable, __file__, "write", str(path), str(seed)],
+        [sys.executable, __file__, "write", str(path), str(seed), "3000"],
         stdout=subprocess.PIPE, text=True)
     try:
         stop_after = random.Random(seed).randint(5, 150)  # transactions reported
@@ -261,13 +443,8 @@ def test_sigkill_while_writing_leaves_a_committed_prefix(tmp_path, seed):
         process.kill()
         process.wait()
     assert process.returncode == -signal.SIGKILL, "the writer was killed, not finished"
-    rng = random.Random(seed)
-    records = random_records(rng, 3000)
+    records, boundaries = boundaries_of(seed, 3000)
     view = loaded_view(path)
-    boundaries, done = [], 0
-    for size in transaction_sizes(rng, len(records)):
-        done += size
-        boundaries.append(done)
     durable, folded = DurableState(), 0
     for boundary in boundaries:
         for record in records[folded:boundary]:
@@ -280,4 +457,4 @@ def test_sigkill_while_writing_leaves_a_committed_prefix(tmp_path, seed):
 
 if __name__ == "__main__":
     assert sys.argv[1] == "write", sys.argv
-    writer(sys.argv[2], int(sys.argv[3]))
+    writer(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:7] or None)
