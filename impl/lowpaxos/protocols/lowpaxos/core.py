@@ -45,7 +45,6 @@ re-checks its invariants after every step.
 from __future__ import annotations
 
 import enum
-import hashlib
 import random
 from collections import Counter, deque
 
@@ -57,7 +56,14 @@ from lowpaxos.core.api import (
     Effects,
     ReplyStatus,
 )
-from lowpaxos.kvs import KeyValueStore, StateImage, read_chunk, valid_command, write_row
+from lowpaxos.kvs import KeyValueStore, StateImage, read_chunk, valid_command
+# Shared with the other cores (moved out of this module; imported here under the same names).
+from lowpaxos.protocols.common import (  # noqa: F401 - re-exported
+    BATCH_OVERHEAD_BYTES,
+    COMMAND_OVERHEAD_BYTES,
+    batch_id,
+    command_size_bytes,
+)
 from lowpaxos.protocols.lowpaxos.config import LowPaxosConfig
 from lowpaxos.protocols.lowpaxos.durable import DurableState
 from lowpaxos.protocols.lowpaxos.messages import (
@@ -84,6 +90,7 @@ from lowpaxos.protocols.lowpaxos.messages import (
     SnapshotRequest,
     Transfer,
 )
+from lowpaxos.transfer import cursor_order, resume_point, stage_chunk
 
 
 class Role(enum.Enum):
@@ -101,33 +108,6 @@ TRANSITIONS: dict[tuple[Role, str], Role] = {
     (Role.CANDIDATE, "StepDown"): Role.FOLLOWER,
     (Role.LEADER, "StepDown"): Role.FOLLOWER,
 }
-
-# Encoded-size estimate of one command inside a batch, without the codec (the core
-# does no I/O and imports no wire format): fixed overhead plus its byte fields.
-COMMAND_OVERHEAD_BYTES = 24
-BATCH_OVERHEAD_BYTES = 48
-
-
-def command_size_bytes(command: Command) -> int:
-    size = COMMAND_OVERHEAD_BYTES + len(command.key.encode("utf-8", "surrogatepass"))
-    if command.value is not None:
-        size += len(command.value)
-    if command.expected is not None:
-        size += len(command.expected)
-    for pair_key, pair_value in command.pairs:
-        size += 8 + len(pair_key.encode("utf-8", "surrogatepass")) + len(pair_value)
-    for key in command.keys:
-        size += 4 + len(key.encode("utf-8", "surrogatepass"))
-    return size
-
-
-def batch_id(batch: Batch) -> str:
-    """A short stable name of a batch for traces: the spec sees a batch as one value."""
-    if not batch:
-        return "noop"
-    digest = hashlib.sha256(repr(batch).encode()).hexdigest()[:10]
-    return f"b{digest}"
-
 
 class LowPaxosReplica:
     """One LowPaxos replica as a sans-I/O state machine (see the module docstring)."""
@@ -926,25 +906,7 @@ class LowPaxosReplica:
         become exactly the chunk's rows; in the resumed part, each row replaces ours."""
         transfer = self.transfer
         assert chunk.cursor == transfer.cursor, "chunks are taken in stream order"
-        split = transfer.split
-        # The range of rows the chunk covers: (low, high]; a cursor key of None means
-        # "before every key" (read_chunk makes one only at the start of the row phase).
-        low = None
-        if chunk.cursor is not None and chunk.cursor[0] == 1 and chunk.cursor[2] is not None:
-            low = (chunk.cursor[1], chunk.cursor[2])
-        if chunk.next_cursor is None:
-            high = None
-        elif chunk.next_cursor[0] == 1 and chunk.next_cursor[2] is not None:
-            high = (chunk.next_cursor[1], chunk.next_cursor[2])
-        else:
-            high = ()  # the chunk covered no rows (tombstones only)
-        if high != ():
-            present = {(kind, key) for kind, key, _, _ in chunk.rows}
-            for kind, key in self.staging.rows_between(low, high):
-                if (split is None or (kind, key) >= tuple(split)) and (kind, key) not in present:
-                    write_row(self.staging, kind, key, None, 0, tombstone=False)
-        for kind, key, value, version in chunk.rows:
-            write_row(self.staging, kind, key, value, version, tombstone=False)
+        stage_chunk(self.staging, transfer.split, chunk.cursor, chunk.next_cursor, chunk.rows)
         self.transfer = transfer._replace(cursor=chunk.next_cursor)
         self.transfer_credits -= 1
 
@@ -1266,27 +1228,6 @@ class LowPaxosReplica:
         SnapshotRequest: handle_snapshot_request,
         SnapshotChunk: handle_snapshot_chunk,
     }
-
-
-def cursor_order(cursor: tuple | None) -> tuple:
-    """A sort key for stream cursors: None (the start) first, a key of None before keys."""
-    if cursor is None:
-        return (-1,)
-    phase, kind, key = cursor
-    return (phase, kind, 0, "") if key is None else (phase, kind, 1, key)
-
-
-def resume_point(image_index: int, base: int, split: tuple | None,
-                 cursor: tuple | None) -> tuple[int, tuple | None]:
-    """What a receiver holds part-way through the stream ``(image_index, base, split)`` at
-    ``cursor``, as (base, split): the rows below ``split`` as of slot ``base``."""
-    if cursor is None or cursor[0] == 0:
-        # Before the row phase of a stream it holds what it held when the stream began.
-        return base, split
-    if cursor[2] is None:
-        return image_index, (cursor[1], "")
-    # The rows up to the cursor's key are the image's: below the next string after it.
-    return image_index, (cursor[1], cursor[2] + "\0")
 
 
 def describe_message(message: object) -> dict:

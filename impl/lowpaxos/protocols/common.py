@@ -1,0 +1,43 @@
+"""Pieces the protocol cores share that are not protocol logic: the encoded-size
+estimate of commands (batches and windows are bounded in bytes without the codec,
+since cores do no I/O) and the short names traces give batches."""
+
+from __future__ import annotations
+
+import hashlib
+
+from lowpaxos.core.api import Command
+
+# Encoded-size estimate of one command inside a batch, without the codec (the core
+# does no I/O and imports no wire format): fixed overhead plus its byte fields.
+COMMAND_OVERHEAD_BYTES = 24
+BATCH_OVERHEAD_BYTES = 48
+
+
+def command_size_bytes(command: Command) -> int:
+    size = COMMAND_OVERHEAD_BYTES + len(command.key.encode("utf-8", "surrogatepass"))
+    if command.value is not None:
+        size += len(command.value)
+    if command.expected is not None:
+        size += len(command.expected)
+    for pair_key, pair_value in command.pairs:
+        size += 8 + len(pair_key.encode("utf-8", "surrogatepass")) + len(pair_value)
+    for key in command.keys:
+        size += 4 + len(key.encode("utf-8", "surrogatepass"))
+    return size
+
+
+def batch_size_bytes(batch: tuple[Command, ...]) -> int:
+    return BATCH_OVERHEAD_BYTES + sum(command_size_bytes(c) for c in batch)
+
+
+def batch_id(batch: tuple[Command, ...]) -> str:
+    """A short stable name of a batch for traces: the spec sees a batch as one value."""
+    if not batch:
+        return "noop"
+    digest = hashlib.sha256(repr(batch).encode()).hexdigest()[:10]
+    return f"b{digest}"
+
+
+__all__ = ["BATCH_OVERHEAD_BYTES", "COMMAND_OVERHEAD_BYTES", "batch_id", "batch_size_bytes",
+           "command_size_bytes"]
