@@ -34,6 +34,37 @@ MUTANTS = [
   "Staged transfer rows are written into the live store, so a crash mid-transfer leaves a half state installed."),
  ("catchup_lowers_ballot", C, "            if current is not None and current.batch == entry.batch and current.ballot > entry.ballot:", "            if False:",
   "Catch-up overwrites an entry accepted in a higher ballot with the same value in a lower one."),
+ # ---- Issue 12, point 1, storage and runtime (helper h6): a re-accept that reaches
+ # memory but not the storage layer's SQL, and sends before the batch's write returned;
+ # a per-record commit shows the crash tests of test_storage_crash.py can fail.
+ ("storage_reaccept_ignored", "impl/lowpaxos/runtime/storage.py",
+  "        self.connection.executemany(\"INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)\", rows)",
+  "        self.connection.executemany(\"INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?)\", rows)",
+  "(b) The storage's SQL keeps the first entry written to a slot: a re-accept under a higher ballot changes memory, not disk."),
+ ("storage_reaccept_by_round", "impl/lowpaxos/runtime/storage.py",
+  "        self.connection.executemany(\"INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)\", rows)",
+  "        self.connection.executemany(\n            \"INSERT INTO entries VALUES (?, ?, ?, ?, ?) ON CONFLICT(slot) DO UPDATE SET\"\n            \" ballot_round = excluded.ballot_round, ballot_replica = excluded.ballot_replica,\"\n            \" batch = excluded.batch, checksum = excluded.checksum\"\n            \" WHERE excluded.ballot_round > entries.ballot_round\", rows)",
+  "(b) The storage's SQL rewrites a slot only under a higher round: a re-accept under a higher ballot of the same round (another replica) stays in memory."),
+ ("storage_reaccept_keeps_ballot", "impl/lowpaxos/runtime/storage.py",
+  "        self.connection.executemany(\"INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)\", rows)",
+  "        self.connection.executemany(\n            \"INSERT INTO entries VALUES (?, ?, ?, ?, ?) ON CONFLICT(slot) DO UPDATE SET\"\n            \" batch = excluded.batch\", rows)",
+  "(b) The storage's SQL updates a rewritten slot's value but keeps its first ballot (and checksum): the higher ballot lives in memory only."),
+ ("storage_commit_per_record", "impl/lowpaxos/runtime/storage.py",
+  "            for record in records:\n                state.apply(record)\n",
+  "            for record in records:\n                state.apply(record)\n                c.execute(\"COMMIT\")\n                c.execute(\"BEGIN IMMEDIATE\")\n",
+  "The storage commits after each record instead of once per batch, so a crash inside a write leaves part of a batch."),
+ ("runtime_send_before_write", "impl/lowpaxos/runtime/replica.py",
+  "                    await loop.run_in_executor(self.storage_thread, self.storage.write, records)",
+  "                    loop.run_in_executor(self.storage_thread, self.storage.write, records)",
+  "(f) The runtime starts a batch's storage write and sends its datagrams without waiting for the write to return."),
+ ("runtime_late_batches_sent", "impl/lowpaxos/runtime/replica.py",
+  "                self.storage.rows_committed(row_marks)\n            for effects, sends, events in groups:",
+  "                self.storage.rows_committed(row_marks)\n            groups, self.pending = groups + self.pending, []\n            for effects, sends, events in groups:",
+  "(f) After a group commit the runtime also sends the batches the core returned during the fsync, whose records were never written."),
+ ("runtime_reply_before_write", "impl/lowpaxos/runtime/replica.py",
+  "        self.pending.append((effects, sends, events))",
+  "        for reply in effects.reply:\n            self.deliver_reply(reply)\n        self.pending.append((effects, sends, events))",
+  "(f) The runtime answers clients as soon as the core returns a batch, before its records are written."),
 ]
 out = root / "tests/mutants"
 for name, path, old, new, desc in MUTANTS:

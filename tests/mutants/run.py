@@ -25,6 +25,8 @@ TEST_ORDER = [
     "tests/test_lowpaxos_core.py",
     "tests/test_sim.py",
     "tests/test_stateful.py",
+    "tests/test_storage_crash.py",
+    "tests/test_runtime_persist_order.py",
 ]
 TIMEOUT_S = 900
 
