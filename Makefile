@@ -67,6 +67,12 @@ conformance: $(STAMP) java
 bench-conformance: $(STAMP) java
 	$(PY) -m lowpaxos.cli conformance bench
 
+# Spec-driven test generation, long profile (docs/spec-replay.md): 40,000 TLC walks of
+# spec/LowPaxos.tla, about 64,000 distinct behaviours, each replayed against real cores.
+.PHONY: spec-replay
+spec-replay: $(STAMP) java
+	$(PY) -m lowpaxos.cli spec-replay run --traces 40000 --depth 24 --seed 2 --min-behaviours 50000
+
 mutants: $(STAMP)
 	$(PY) tests/mutants/run.py
 

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replica": ("lowpaxos.runtime.replica", "run one replica of a real cluster (--cluster FILE --id I)"),
     "cluster": ("lowpaxos.runtime.launcher", "run a local LowPaxos cluster on 127.0.0.1 (--replicas N)"),
     "conformance": ("lowpaxos.conformance.cli", "check traces against spec/LowPaxos.tla (check TRACE | run)"),
+    "spec-replay": ("lowpaxos.specreplay.cli", "replay behaviours TLC generates from the spec against real cores"),
 }
 
 

@@ -1,0 +1,86 @@
+"""``lowpaxos spec-replay``: generate behaviours of a protocol's spec with TLC and
+replay them against real cores (docs/spec-replay.md).
+
+  lowpaxos spec-replay run [--protocol lowpaxos] [--traces N] [--depth D] [--seed S]
+                           [--min-behaviours M] [--save-dir DIR]
+  lowpaxos spec-replay replay FILE [--protocol lowpaxos]
+
+Exit status: 0 every behaviour replayed (and at least M of them), 1 a divergence
+(printed, and saved under --save-dir), 2 bad input or TLC could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lowpaxos.tla.checks import SPEC_DIR
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="replay_command", required=True)
+    run_parser = commands.add_parser("run", help="generate behaviours with TLC and replay them")
+    run_parser.add_argument("--protocol", default="lowpaxos")
+    run_parser.add_argument("--traces", type=int, default=6500, help="TLC random walks (default 6500)")
+    run_parser.add_argument("--depth", type=int, default=22, help="steps per behaviour (default 22)")
+    run_parser.add_argument("--seed", type=int, default=1)
+    run_parser.add_argument("--max-crashes", type=int, default=2)
+    run_parser.add_argument("--max-losses", type=int, default=2)
+    run_parser.add_argument("--min-behaviours", type=int, default=0,
+                            help="fail unless at least this many distinct behaviours replayed")
+    run_parser.add_argument("--save-dir", type=Path, default=Path("spec-replay-failures"))
+    run_parser.add_argument("--spec-dir", type=Path, default=SPEC_DIR)
+    replay_parser = commands.add_parser("replay", help="replay a saved behaviour file")
+    replay_parser.add_argument("file", type=Path)
+    replay_parser.add_argument("--protocol", default="lowpaxos")
+
+
+def command(args: argparse.Namespace) -> int:
+    from lowpaxos.specreplay.generate import GenerateError, generate
+    from lowpaxos.specreplay.models import MODELS
+    from lowpaxos.specreplay.replay import BehaviourFileError, Divergence, load, replay, run
+
+    if args.protocol not in MODELS:
+        print(f"error: no replay model for {args.protocol!r} (have: {', '.join(MODELS)})",
+              file=sys.stderr)
+        return 2
+    model = MODELS[args.protocol]()
+    if args.replay_command == "replay":
+        try:
+            behaviour = load(args.file)
+        except BehaviourFileError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        try:
+            counts = replay(behaviour, model.adapter)
+        except Divergence as divergence:
+            print(divergence.report())
+            return 1
+        print(f"{args.file}: replayed {len(behaviour.steps)} steps, no divergence {counts or ''}")
+        return 0
+    if args.traces < 1 or args.depth < 1 or args.max_crashes < 0 or args.max_losses < 0:
+        print("error: --traces and --depth must be positive, the fault bounds not negative",
+              file=sys.stderr)
+        return 2
+    try:
+        behaviours, tlc_seconds = generate(model.model, args.traces, args.depth, args.seed,
+                                           max_crashes=args.max_crashes,
+                                           max_losses=args.max_losses, spec_dir=args.spec_dir)
+    except GenerateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"TLC: {len(behaviours)} behaviours printed from {args.traces} walks in {tlc_seconds:.1f} s",
+          flush=True)
+    stats = run(behaviours, model.adapter, save_dir=args.save_dir)
+    print(stats.summary())
+    for divergence in stats.divergences:
+        print(divergence.report())
+    if stats.divergences:
+        print(f"behaviours saved under {args.save_dir}/ (lowpaxos spec-replay replay FILE)")
+        return 1
+    if stats.distinct < args.min_behaviours:
+        print(f"error: {stats.distinct} distinct behaviours, fewer than {args.min_behaviours}",
+              file=sys.stderr)
+        return 1
+    return 0
