@@ -93,6 +93,8 @@ from lowpaxos.runtime.trace import TraceWriter
 ATTEMPT_TIMEOUT_S = 1.0  # one try at the believed leader before trying elsewhere
 NO_LEADER_PAUSE_S = 0.05  # wait this long when nobody knows the leader (an election runs)
 BUSY_PAUSE_S = 0.01
+# A command whose commit point keeps moving waits at most this many request timeouts.
+PROGRESS_TIMEOUTS_MAX = 12
 RECEIVE_BUFFER_BYTES = 4 << 20
 # Errors that can repeat at packet rate (a peer down, a poison message retransmitted)
 # are logged at most once per interval per kind, with the count of those not logged.
@@ -596,7 +598,15 @@ class Replica:
     async def submit(self, command: Command) -> ClientReply:
         """Run ``command`` at the leader; an OK reply, or CommandFailed."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.request_timeout_ms / 1000
+        timeout_s = self.limits.request_timeout_ms / 1000
+        # The command fails after timeout_s without progress: while the commit point
+        # moves (the leader is working through a queue that holds the command), the
+        # deadline moves with it, up to PROGRESS_TIMEOUTS_MAX times timeout_s in all.
+        # Under overload a client then waits instead of getting TRYAGAIN for a command
+        # that is about to run.
+        deadline = loop.time() + timeout_s
+        hard_deadline = loop.time() + PROGRESS_TIMEOUTS_MAX * timeout_s
+        commit_seen = self.core.commit_index
         key = (command.client_id, command.request_id)
         request = ClientRequest(command)
         self.stats["client_commands"] += 1
@@ -629,7 +639,14 @@ class Replica:
                     reply = await asyncio.wait_for(waiter, timeout)
                 except asyncio.TimeoutError:
                     self.stats["client_retries"] += 1
-                    target = self.leader_guess(avoid=target)
+                    if self.core.commit_index > commit_seen:
+                        # Progress: the same target again (a retry of a queued command is
+                        # dropped there as a duplicate), and more time.
+                        commit_seen = self.core.commit_index
+                        deadline = min(hard_deadline, loop.time() + timeout_s)
+                        self.stats["client_waits_extended"] += 1
+                    else:
+                        target = self.leader_guess(avoid=target)
                     continue
                 if reply.status is ReplyStatus.OK:
                     return reply
@@ -650,7 +667,7 @@ class Replica:
         self.stats["client_timeouts"] += 1
         raise CommandFailed(
             f"TRYAGAIN no answer from a leader within {self.limits.request_timeout_ms} ms "
-            f"({tried} tries); the command may or may not have run"
+            f"of no progress ({tried} tries); the command may or may not have run"
         )
 
     def leader_guess(self, avoid: int | None = None) -> int:
