@@ -36,15 +36,61 @@ sequential KVS gives every reply the client saw.
    An unknown-outcome get changes nothing and accepts any result, so it is
    dropped before the search.
 
+5. Values that are lost for good. Some replies with a known outcome need the
+   key to hold one value (a get's result, a successful cas's expected value);
+   some operations may write one value (a put, a delete writes None, a cas
+   that succeeded or whose outcome is unknown). When the key does not hold a
+   value v, the remaining reply that needs v and returns first must still
+   find a remaining writer of v invoked no later than its response (the write
+   is linearized before the reply, and both inside their intervals). A
+   configuration where that fails has no linearization, so the search backs
+   off at once instead of trying every order of what is left; before the
+   search, the same test fails a key outright (a read of a value nobody
+   wrote, or wrote only later). The simulator and the runtime tests write
+   every value once, so this rule is what makes a history of many concurrent
+   clients on one key cheap: a put cannot be linearized while replies that
+   need the value it overwrites are still open.
+
+6. Each client runs one operation at a time (the simulator's and the runtime
+   tests' clients do), so a client's operation invoked at the very stamp its
+   previous operation returned comes after that one, even though equal stamps
+   of different clients overlap (below). An operation without a reply orders
+   nothing: it may still take effect after the client moved on.
+
+7. Which candidate first. A known operation whose reply fits the current state
+   and that changes the state nowhere its reply fits (a get, a failed cas, a
+   delete that found the key absent) is linearized at once without branching:
+   if a linearization exists, one exists that starts with it, because moving
+   it to the front changes no state, neither where it was nor where it goes,
+   and breaks no real-time order (nothing not yet linearized returned before
+   it was invoked). A put over its own value is no such operation: where the
+   linearization had it, it may have written the value back. Known operations that
+   change the state are tried by earliest response; unknown ones last, and
+   only when they would change the state.
+
+8. Twins. Two known operations with the same call and the same reply (the
+   puts of one value that nobody reads, deletes that found the key present)
+   do the same thing wherever they go, so only the one that returns first is
+   offered: a linearization that starts with a later twin stays one when the
+   two swap places, because every operation that had to follow the later twin
+   follows the earlier one too (with equal responses, unless rule 6 ties a
+   later operation of the twin's client to it; such twins are all offered).
+
 The search is iterative (an explicit stack) so that a key with thousands of
 operations cannot exhaust Python's recursion limit, and it stops at a
 deadline: linearizability checking is NP-complete (Gibbons & Korach 1997), so
-a pathological history must end in "don't know" (None), not in a hang.
+a pathological history must end in "don't know" (None), not in a hang. A key
+that runs out of time is reported as undecided and the other keys are still
+checked, so a violation on another key is found and the undecided keys are
+counted (``CheckResult.keys_undecided``).
 
 Ties: an invocation and a response with the same timestamp are taken to
-overlap (calls sort before returns, as in Porcupine). The drivers stamp events
-with coarse ticks, and two events in one tick have no real-time order, so
-calling them ordered could report a violation that did not happen.
+overlap (calls sort before returns, as in Porcupine), except within one client
+(rule 6). Two events stamped from a coarse clock in one reading have no known
+real-time order, so calling them ordered could report a violation that did not
+happen. Ties therefore hide real-time order, and a recorder should not make
+them where it knows the order: the simulator stamps with a ``StrictClock``
+(virtual time raised past the previous stamp), so its stamps never tie.
 """
 
 from __future__ import annotations
@@ -109,6 +155,30 @@ class Operation:
     result: bytes | bool | None
 
 
+class StrictClock:
+    """Stamps for recording a history: each later than the one before.
+
+    A recorder that reads a clock per event can read one value twice (a coarse
+    clock, or a simulator that handles several events in one virtual
+    microsecond), and the checker takes equal stamps as overlapping, which hides
+    a stale read that follows a write at the same reading. Where the recorder
+    sees its events one at a time (one thread, one event loop, a simulator),
+    their order is real, and ``stamp`` keeps it: it returns ``now``, or one more
+    than the previous stamp when ``now`` is not past it.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+
+    def stamp(self, now: int) -> int:
+        if self.last is not None and now <= self.last:
+            now = self.last + 1
+        self.last = now
+        return now
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """The verdict on a history.
@@ -119,7 +189,8 @@ class CheckResult:
     a failure, a subset of that key's operations that is by itself already not
     linearizable (as small as shrinking within the time limit could make it).
     ``keys_checked`` and ``ops_checked`` count the keys whose search finished
-    and their operations.
+    and their operations; ``keys_undecided`` are the keys whose search ran out
+    of time (then the verdict is None, unless another key failed).
     """
 
     linearizable: bool | None
@@ -128,6 +199,7 @@ class CheckResult:
     keys_checked: int
     ops_checked: int
     ops_involved: tuple[Operation, ...] = ()
+    keys_undecided: tuple[str, ...] = ()
 
 
 def check_history(ops: Iterable[Operation], time_limit_s: float = 30.0) -> CheckResult:
@@ -147,22 +219,15 @@ def check_history(ops: Iterable[Operation], time_limit_s: float = 30.0) -> Check
 
     keys_checked = 0
     ops_checked = 0
+    undecided: list[str] = []
     for key in sorted(by_key):
         key_ops = by_key[key]
         outcome = _search_key(key_ops, deadline)
         if outcome.verdict is None:
-            unchecked = len(by_key) - keys_checked
-            return CheckResult(
-                linearizable=None,
-                key=key,
-                explanation=(
-                    f"gave up after {time_limit_s} s while checking key {key!r} "
-                    f"({len(key_ops)} operations); {unchecked} of {len(by_key)} keys "
-                    f"not decided, none found not linearizable before that"
-                ),
-                keys_checked=keys_checked,
-                ops_checked=ops_checked,
-            )
+            # Past the deadline the remaining keys still get a search: a small
+            # key is decided before the search first looks at the clock.
+            undecided.append(key)
+            continue
         keys_checked += 1
         ops_checked += len(key_ops)
         if outcome.verdict is False:
@@ -176,7 +241,23 @@ def check_history(ops: Iterable[Operation], time_limit_s: float = 30.0) -> Check
                 keys_checked=keys_checked,
                 ops_checked=ops_checked,
                 ops_involved=tuple(involved),
+                keys_undecided=tuple(undecided),
             )
+    if undecided:
+        shown = ", ".join(f"{key!r} ({len(by_key[key])} operations)" for key in undecided[:5])
+        more = f" and {len(undecided) - 5} more" if len(undecided) > 5 else ""
+        return CheckResult(
+            linearizable=None,
+            key=undecided[0],
+            explanation=(
+                f"undecided: the search ran out of its {time_limit_s} s on "
+                f"{len(undecided)} of {len(by_key)} keys: {shown}{more}; the other "
+                f"{keys_checked} keys ({ops_checked} operations) are linearizable"
+            ),
+            keys_checked=keys_checked,
+            ops_checked=ops_checked,
+            keys_undecided=tuple(undecided),
+        )
     return CheckResult(
         linearizable=True,
         key=None,
@@ -229,21 +310,34 @@ class _KeyOutcome:
     dropped), indexed as in the bitsets. ``deepest_bits`` and ``deepest_state``
     describe the partial linearization that covered the most known-outcome
     operations: the place where the search got furthest before it got stuck.
+    ``unwritten`` is, when the search did not even start, a reply that needs a
+    value no remaining operation can write (the pre-check of section 5).
     """
 
     verdict: bool | None
     searched: list[Operation]
     deepest_bits: int
     deepest_state: State
+    unwritten: Operation | None = None
+
+
+class _Nothing:
+    """Marks "no value" in ``needs``/``writes`` (None is a value: the key absent)."""
+
+    __slots__ = ()
+
+
+_NOTHING = _Nothing()
 
 
 def _search_key(key_ops: list[Operation], deadline: float) -> _KeyOutcome:
-    """Wing & Gong search with Lowe's memoization over one key's operations."""
+    """Wing & Gong search with Lowe's memoization over one key's operations,
+    with the pruning of sections 5 to 7 of the module docstring."""
     # Section 4 of the module docstring: an unknown-outcome get has no effect.
     # Indexes follow invocation order, which ``candidates`` relies on.
     searched = sorted(
         (o for o in key_ops if not (o.response is None and o.op == "get")),
-        key=lambda o: o.invoke,
+        key=lambda o: (o.invoke, o.client_id),
     )
     count = len(searched)
     kinds = [_KIND[o.op] for o in searched]
@@ -254,7 +348,7 @@ def _search_key(key_ops: list[Operation], deadline: float) -> _KeyOutcome:
     # history of mostly blind writes cheap.
     observed = {o.result for o in searched if o.op == "get"}
     observed.update(o.expected for o in searched if o.op == "cas")
-    values = [o.value if o.value in observed else _UNREAD for o in searched]
+    values: list[State] = [o.value if o.value in observed else _UNREAD for o in searched]
     values = [None if o.value is None else v for o, v in zip(searched, values)]
     expecteds = [o.expected for o in searched]
     results = [o.result for o in searched]
@@ -264,6 +358,87 @@ def _search_key(key_ops: list[Operation], deadline: float) -> _KeyOutcome:
     known_remaining = known_total
     if known_remaining == 0:
         return _KeyOutcome(True, searched, 0, None)
+
+    # Section 5: the one value each known reply needs the key to hold (a get's
+    # result, a successful cas's expected value), and the one value each
+    # operation may leave in it (a failed cas leaves the key as it was).
+    needs: list[State | _Nothing] = [_NOTHING] * count
+    writes: list[State | _Nothing] = [_NOTHING] * count
+    for index in range(count):
+        kind = kinds[index]
+        if kind == _GET:
+            needs[index] = results[index]
+        elif kind == _PUT:
+            writes[index] = values[index]
+        elif kind == _DELETE:
+            writes[index] = None
+        elif not known[index]:
+            writes[index] = values[index]
+        elif results[index] is True:
+            needs[index] = expecteds[index]
+            writes[index] = values[index]
+    # Per value, the operations that need it by response and those that may
+    # write it by invocation, for the deadline rule of section 5.
+    needers: dict[State, list[int]] = defaultdict(list)
+    writers: dict[State, list[int]] = defaultdict(list)
+    for index in range(count):
+        if needs[index] is not _NOTHING:
+            needers[needs[index]].append(index)  # type: ignore[index]
+        if writes[index] is not _NOTHING:
+            writers[writes[index]].append(index)  # type: ignore[index]
+    for indexes in needers.values():
+        indexes.sort(key=lambda index: searched[index].response)  # type: ignore[arg-type,return-value]
+    # ``writers`` lists are in invocation order already (``searched`` is).
+
+    def first_open(indexes: list[int], done: int) -> int:
+        """The first operation of ``indexes`` not in ``done``, or -1. Bounded by
+        the list's length."""
+        for index in indexes:
+            if not (done >> index) & 1:
+                return index
+        return -1
+
+    def lost(value: State, done: int) -> bool:
+        # Section 5: the key does not hold ``value`` now; the remaining reply
+        # that needs it and returns first needs some remaining operation that
+        # may write it, invoked no later than that reply's response.
+        needer = first_open(needers.get(value, ()), done)  # type: ignore[arg-type]
+        if needer < 0:
+            return False
+        writer = first_open(writers.get(value, ()), done)  # type: ignore[arg-type]
+        return writer < 0 or searched[writer].invoke > searched[needer].response  # type: ignore[operator]
+
+    for value in needers:
+        if value is not None and lost(value, 0):
+            return _KeyOutcome(
+                False, searched, 0, None, unwritten=searched[first_open(needers[value], 0)]
+            )
+
+    # Section 7: operations that never change the key wherever their reply fits
+    # (a put over its own value does not qualify: elsewhere it does change it).
+    pure = [
+        kinds[index] == _GET
+        or (known[index] and kinds[index] == _DELETE and results[index] is False)
+        or (known[index] and kinds[index] == _CAS
+            and (results[index] is False or searched[index].value == expecteds[index]))
+        for index in range(count)
+    ]
+
+    # Section 6: a client runs one operation at a time, so an operation invoked
+    # at the very stamp another of its client's operations returned follows it.
+    returned_at: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for index, operation in enumerate(searched):
+        if operation.response is not None:
+            returned_at[(operation.client_id, operation.response)].append(index)
+    client_before: list[int] = [0] * count  # a bitset of known operations
+    followed = [False] * count  # some operation of its client follows it by rule 6
+    for index, operation in enumerate(searched):
+        for earlier in returned_at.get((operation.client_id, operation.invoke), ()):
+            if earlier != index:
+                client_before[index] |= 1 << earlier
+                followed[earlier] = True
+    # Section 8: known operations that are interchangeable (same call, same reply).
+    twin_class = [(kinds[i], values[i], expecteds[i], results[i]) for i in range(count)]
 
     # The event list (Wing & Gong 1993). Entry 0 is the head sentinel and entry
     # ``tail`` the tail sentinel, so unlinking never needs a special case. A
@@ -288,32 +463,72 @@ def _search_key(key_ops: list[Operation], deadline: float) -> _KeyOutcome:
             call_entry[index] = position
     following = list(range(1, tail + 2))
     preceding = list(range(-1, tail))
+    responses = [o.response for o in searched]
 
-    def candidates() -> list[int]:
-        # Calls before the first return may be linearized next. Any order of
-        # trying them is correct. Known-outcome calls go first: an unknown one
-        # need never be linearized, and placing it early only grows the search.
-        # (Trying the latest-invoked unknown call first was measured to be far
-        # slower.) Bounded by the list length.
+    def step(index: int, state: State) -> tuple[bool, State]:
+        """The sequential KVS (kvs.py KeyValueStore.execute) for one key: whether
+        the operation's reply fits ``state``, and the state after it."""
+        kind = kinds[index]
+        if kind == _GET:
+            return results[index] == state, state
+        if kind == _PUT:
+            return True, values[index]
+        if kind == _DELETE:
+            return not known[index] or results[index] == (state is not None), None
+        swapped = state == expecteds[index]
+        ok = not known[index] or results[index] == swapped
+        return ok, (values[index] if swapped else state)
+
+    def candidates(state: State, done_known: int) -> list[tuple[int, State]]:
+        # Calls before the first return may be linearized next (Wing & Gong),
+        # unless their client's previous operation is still open (section 6).
+        # Any order of trying them is correct; the order below is the one that
+        # finds a linearization soonest. Bounded by the list length.
         #
-        # Of unknown calls with the same effect, only the earliest is offered:
-        # all of them are invoked and none can ever block anything, so which
-        # one is used makes no difference, and offering each would make the
-        # search try every subset of them.
-        known_calls: list[int] = []
-        unknown_calls: list[int] = []
+        # Section 7: a known operation whose reply fits and that never changes
+        # the state (a get of the current value, a failed cas, a delete of an
+        # absent key) is taken alone: some linearization starts with it if any
+        # does. Known operations that change the state go by earliest
+        # response: the first to return must come before every call after it.
+        # Unknown ones go last (they need never be linearized) and only those
+        # that change the state; of unknown calls with the same effect, only the
+        # earliest is offered: none can ever block anything, so which one is
+        # used makes no difference, and offering each would make the search try
+        # every subset of them.
+        known_calls: list[tuple[int, bool, int, State]] = []
+        unknown_calls: list[tuple[int, State]] = []
         effects_offered: set[tuple[int, State, Value]] = set()
         entry = following[0]
         while entry != tail and not entry_is_return[entry]:
             index = entry_op[entry]
-            if known[index]:
-                known_calls.append(index)
-            elif effect[index] not in effects_offered:
-                effects_offered.add(effect[index])
-                unknown_calls.append(index)
             entry = following[entry]
-        known_calls.extend(unknown_calls)
-        return known_calls
+            if client_before[index] & ~done_known:
+                continue
+            ok, after = step(index, state)
+            if not ok:
+                continue
+            if known[index]:
+                if pure[index]:
+                    return [(index, after)]
+                known_calls.append(
+                    (responses[index], followed[index], index, after)  # type: ignore[arg-type]
+                )
+            elif not (after is state or after == state) and effect[index] not in effects_offered:
+                effects_offered.add(effect[index])
+                unknown_calls.append((index, after))
+        # Section 8: of twins, the one that returns first stands for those that
+        # return later, and for those that return with it unless rule 6 makes
+        # another of their client's operations wait for them.
+        known_calls.sort()
+        chosen: list[tuple[int, bool, int, State]] = []
+        first_of_class: dict[tuple, int] = {}
+        for call in known_calls:
+            response, is_followed, index, after = call
+            first = first_of_class.setdefault(twin_class[index], index)
+            if first != index and (responses[first] != response or not is_followed):
+                continue
+            chosen.append(call)
+        return [(call[2], call[3]) for call in chosen] + unknown_calls
 
     def lift(index: int) -> None:
         for entry in (call_entry[index], return_entry[index]):
@@ -328,6 +543,17 @@ def _search_key(key_ops: list[Operation], deadline: float) -> _KeyOutcome:
             if entry >= 0:
                 following[preceding[entry]] = entry
                 preceding[following[entry]] = entry
+
+    def stranded(index: int, before: State, after: State, done: int) -> bool:
+        # Section 5, with ``index`` just linearized (in ``done``): only the value
+        # the key held and the value ``index`` might have written can have just
+        # become lost, as the rule held before.
+        for value in (before, writes[index]):
+            if value is _NOTHING or value is after or value == after:
+                continue
+            if lost(value, done):  # type: ignore[arg-type]
+                return True
+        return False
 
     state: State = None  # the key starts absent
     # The linearized set, split in two bitsets by outcome: see ``dominated``.
@@ -357,8 +583,8 @@ def _search_key(key_ops: list[Operation], deadline: float) -> _KeyOutcome:
 
     # Each frame: the candidates at that depth, the next one to try, the state
     # before, and the operation linearized. Depth is at most ``count``.
-    stack: list[tuple[list[int], int, State, int]] = []
-    choices = candidates()
+    stack: list[tuple[list[tuple[int, State]], int, State, int]] = []
+    choices = candidates(state, done_known)
     position = 0
     deepest_known = -1
     deepest_bits, deepest_state = 0, None
@@ -374,30 +600,15 @@ def _search_key(key_ops: list[Operation], deadline: float) -> _KeyOutcome:
             return _KeyOutcome(True, searched, done_known | done_unknown, state)
         advanced = False
         while position < len(choices):
-            index = choices[position]
+            index, after = choices[position]
             position += 1
-            kind = kinds[index]
             is_known = known[index]
-            # The sequential KVS (kvs.py KeyValueStore.execute) for one key.
-            if kind == _GET:
-                after = state
-                ok = results[index] == state
-            elif kind == _PUT:
-                after = values[index]
-                ok = True
-            elif kind == _DELETE:
-                after = None
-                ok = not is_known or results[index] == (state is not None)
-            else:
-                swapped = state == expecteds[index]
-                after = values[index] if swapped else state
-                ok = not is_known or results[index] == swapped
-            if not ok:
-                continue
             if is_known:
                 known_bits, unknown_bits = done_known | (1 << index), done_unknown
             else:
                 known_bits, unknown_bits = done_known, done_unknown | (1 << index)
+            if stranded(index, state, after, known_bits | unknown_bits):
+                continue
             if dominated(known_bits, after, unknown_bits):
                 continue
             stack.append((choices, position, state, index))
@@ -405,7 +616,7 @@ def _search_key(key_ops: list[Operation], deadline: float) -> _KeyOutcome:
             done_known, done_unknown, state = known_bits, unknown_bits, after
             if is_known:
                 known_remaining -= 1
-            choices, position = candidates(), 0
+            choices, position = candidates(state, done_known), 0
             advanced = True
             break
         if advanced:
@@ -564,6 +775,14 @@ def _explain(
         )
         lines.extend("  " + describe(o) for o in context)
 
+    if outcome.unwritten is not None:
+        lines.append(
+            f"No operation invoked before this reply's response can write "
+            f"{_needed(outcome.unwritten)!r}, which the reply needs:"
+        )
+        lines.append("  " + describe(outcome.unwritten))
+        return "\n".join(lines)
+
     # Where the full search got furthest: which operations it could not place.
     known_total = sum(o.response is not None for o in outcome.searched)
     bits = outcome.deepest_bits
@@ -579,3 +798,8 @@ def _explain(
     )
     lines.extend("  " + describe(o) for o in sorted(stuck, key=lambda o: o.invoke))
     return "\n".join(lines)
+
+
+def _needed(operation: Operation) -> Value:
+    """The value a get's or a successful cas's reply needs the key to hold."""
+    return operation.result if operation.op == "get" else operation.expected  # type: ignore[return-value]

@@ -24,6 +24,18 @@ test can also take the network over by hand through ``pending_messages``,
 
 Every event has a one-line text form; the SHA-256 of all lines is the run's
 ``trace_digest``, so two runs are the same run exactly when their digests match.
+
+Client histories carry two times per operation. ``invoke_us``/``response_us``
+are virtual microseconds (for latencies). ``invoke_stamp``/``response_stamp``
+order the history for the linearizability checker: a client issues its next
+request inside the very event that delivers the previous reply, so both carry
+the same microsecond, and the checker takes equal stamps as overlapping. That
+would let a client read back a value older than its own last write and pass.
+The simulator runs one event at a time, so of two history events the one
+handled first really happened first: the stamp is the virtual time in
+nanoseconds (``now_us * STAMPS_PER_US``) raised past the previous stamp when
+needed (``check.StrictClock``). Stamps never tie, and they order events as
+``(time_us, event sequence)`` does.
 """
 
 from __future__ import annotations
@@ -37,12 +49,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lowpaxos import codec
+from lowpaxos.check.linearizability import Operation, StrictClock
 from lowpaxos.core.api import OPS, ClientReply, ClientRequest, Command, Effects, ReplyStatus
 from lowpaxos.sim.faults import FaultPlan
 from lowpaxos.sim.topology import Topology, lan
 
 # Event kinds in the heap.
 _DELIVER, _TICK, _CLIENT_WAKE, _CLIENT_TIMEOUT, _FAULT = range(5)
+
+# History stamps per virtual microsecond: a stamp reads as virtual nanoseconds.
+STAMPS_PER_US = 1_000
 
 DEFAULT_OP_MIX = {"get": 0.50, "put": 0.40, "delete": 0.05, "cas": 0.05}
 
@@ -96,7 +112,10 @@ class InFlight:
 
 @dataclass(slots=True)
 class OperationRecord:
-    """What a client saw of one logical request (becomes a checker Operation)."""
+    """What a client saw of one logical request (becomes a checker Operation).
+
+    ``*_us`` are virtual times; ``*_stamp`` order the history (module docstring).
+    """
 
     client_id: int
     request_id: int
@@ -105,8 +124,15 @@ class OperationRecord:
     value: bytes | None
     expected: bytes | None
     invoke_us: int
+    invoke_stamp: int
     response_us: int | None = None
+    response_stamp: int | None = None
     result: bytes | bool | None = None
+
+    def operation(self) -> Operation:
+        """This request as the checker takes it, ordered by stamps."""
+        return Operation(self.client_id, self.op, self.key, self.value, self.expected,
+                         self.invoke_stamp, self.response_stamp, self.result)
 
 
 @dataclass(slots=True)
@@ -206,6 +232,7 @@ class Simulator:
             self.client_by_id[client.client_id] = client
         self.ops_issued = 0
         self.history: list[OperationRecord] = []
+        self._history_clock = StrictClock()
         self._op_names = [op for op, _ in options.op_mix]
         self._op_weights = [weight for _, weight in options.op_mix]
 
@@ -619,7 +646,8 @@ class Simulator:
             expected = client.last_seen.get(key)
         client.command = Command(client.client_id, request_id, op, key, value, expected)
         client.record = OperationRecord(
-            client.client_id, request_id, op, key, value, expected, invoke_us=self.now_us
+            client.client_id, request_id, op, key, value, expected, invoke_us=self.now_us,
+            invoke_stamp=self.history_stamp(),
         )
         client.busy_retries = 0
         client.redirects = 0
@@ -659,6 +687,7 @@ class Simulator:
         if status is ReplyStatus.OK:
             record = client.record
             record.response_us = self.now_us
+            record.response_stamp = self.history_stamp()
             record.result = message.result
             if command.op == "get":
                 client.last_seen[command.key] = message.result
@@ -704,6 +733,14 @@ class Simulator:
         self._push(self.now_us + pause_us, _CLIENT_WAKE, client.index, client.token)
 
     # ------------------------------------------------------------------ results
+
+    def history_stamp(self) -> int:
+        """A stamp for a history event now: later than every earlier one (docstring)."""
+        return self._history_clock.stamp(self.now_us * STAMPS_PER_US)
+
+    def history_operations(self) -> list[Operation]:
+        """The clients' history so far, as the linearizability checker takes it."""
+        return [record.operation() for record in self.history]
 
     def drop_counts(self) -> Counter[str]:
         """Drops by reason: the network's and codec's, and every core's (crashed ones too)."""
