@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from lowpaxos.check import CheckResult, Operation, check_history
+from lowpaxos.check import CheckResult, Operation, StrictClock, check_history
 from lowpaxos.core.api import Command
 from lowpaxos.kvs import KeyValueStore
 
@@ -89,6 +89,36 @@ def test_equal_timestamps_count_as_overlapping():
     assert result.linearizable is True, result.explanation
     result = check(put(1, b"a", 0, 5), get(2, None, 6, 7))
     assert result.linearizable is False
+
+
+def test_read_your_own_write_with_a_tied_stamp_is_rejected():
+    """Issue 12's history: one client puts old, puts new, and its next get, invoked at
+    the very stamp the second put returned, reads old. A client runs one operation at
+    a time, so the get follows the put and the history fails; the same stamps spread
+    over three clients overlap and pass; stamped as the simulator now stamps (the call
+    after the reply), it fails with three clients too."""
+    same_client = [put(1, b"old", 0, 10), put(1, b"new", 20, 100), get(1, b"old", 100, 150)]
+    result = check(*same_client)
+    assert result.linearizable is False
+    assert "get -> b'old'" in result.explanation
+    three_clients = [put(1, b"old", 0, 10), put(2, b"new", 20, 100), get(3, b"old", 100, 150)]
+    assert check(*three_clients).linearizable is True
+    stamped = [put(1, b"old", 0, 10_000), put(2, b"new", 20_000, 100_000),
+               get(3, b"old", 100_001, 150_000)]
+    assert check(*stamped).linearizable is False
+
+
+def test_an_unanswered_operation_does_not_order_its_clients_next_one():
+    """A client that gave up on a put moves on; that put may still take effect after the
+    client's next call, so a read of the older value by that call is fine."""
+    result = check(put(1, b"old", 0, 10), put(1, b"new", 20, None), get(1, b"old", 20, 30))
+    assert result.linearizable is True, result.explanation
+
+
+def test_strict_clock_never_repeats_a_stamp():
+    """StrictClock keeps a reading that moved forward and raises one that did not."""
+    clock = StrictClock()
+    assert [clock.stamp(now) for now in (5, 5, 5, 9, 7, 20)] == [5, 6, 7, 9, 10, 20]
 
 
 def test_deep_single_key_history_needs_no_recursion():

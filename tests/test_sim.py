@@ -3,6 +3,7 @@ and the real LowPaxos core ends linearizable with equal replicas under faults.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter
@@ -234,6 +235,88 @@ def test_wan_topology_places_replicas_round_robin():
     assert sim.node_site == [0, 1, 2, 3, 4] + [0, 1, 2, 3, 4, 0, 1]
 
 
+# ---- History stamps ----
+
+
+class StaleReadCore(EchoCore):
+    """The echo leader, but the first get after a put that overwrote a value answers with
+    the value before it: a client that writes and reads back at once gets its previous
+    value (a fake bug that only the order of a reply and the next call exposes)."""
+
+    def __init__(self, config, replica_id, rng, durable=None, trace=False):
+        super().__init__(config, replica_id, rng, durable, trace)
+        self.current: dict[str, bytes] = {}
+        self.previous: dict[str, bytes] = {}
+
+    def on_client_request(self, request: ClientRequest) -> Effects:
+        command = request.command
+        if self.replica_id == 0 and command.op == "get":
+            seen = self.previous.pop(command.key, self.current.get(command.key))
+            return Effects(reply=[ClientReply(command.client_id, command.request_id,
+                                              ReplyStatus.OK, seen, 0)])
+        if self.replica_id == 0 and command.op == "put":
+            if command.key in self.current:
+                self.previous[command.key] = self.current[command.key]
+            self.current[command.key] = command.value
+        return super().on_client_request(request)
+
+
+class StaleReadSpec(EchoSpec):
+    name = "stale-read"
+
+    @staticmethod
+    def make_core(config, replica_id, rng, durable=None, trace=False):
+        return StaleReadCore(config, replica_id, rng, durable, trace)
+
+
+def test_stamps_order_a_clients_next_call_after_its_previous_reply():
+    """A client sends its next request in the event that delivers the previous reply: both
+    carry the same virtual microsecond, but the stamps put the call after the reply, and
+    no two stamps of a run are equal."""
+    sim = echo_sim(ops=200, clients=4, plan=FaultPlan(loss=0.05))
+    assert sim.run_until_quiet(time_us_max=60_000_000)
+    pairs = 0
+    for client_id in range(1, 5):
+        records = [r for r in sim.history if r.client_id == client_id]
+        for previous, following in zip(records, records[1:]):
+            if previous.response_us == following.invoke_us:
+                pairs += 1
+                assert following.invoke_stamp > previous.response_stamp
+    assert pairs >= 150
+    stamps = [r.invoke_stamp for r in sim.history] + [r.response_stamp for r in sim.history]
+    assert len(set(stamps)) == len(stamps)
+    events = sorted((r.invoke_us, r.invoke_stamp) for r in sim.history)
+    assert [stamp for _, stamp in events] == sorted(stamp for _, stamp in events)
+
+
+def test_read_of_an_older_value_after_own_write_is_rejected_through_the_simulator():
+    """A core that answers a get with the value before the latest put: one client writes
+    and reads back its previous value, and the history the simulator records fails."""
+    sim = Simulator(StaleReadSpec, EchoConfig(3),
+                    SimOptions(replicas=3, clients=1, ops=30, seed=3, keys=1,
+                               op_mix=(("put", 0.5), ("get", 0.5))))
+    assert sim.run_until_quiet(time_us_max=10_000_000)
+    from lowpaxos.check import check_history
+
+    result = check_history(sim.history_operations(), time_limit_s=10)
+    assert result.linearizable is False, result.explanation
+    involved = {o.op for o in result.ops_involved}
+    assert involved == {"put", "get"}
+    # Each get the checker blames was invoked at the microsecond of its client's
+    # previous reply: the tie that used to pass.
+    records = {r.invoke_stamp: r for r in sim.history}
+    blamed = [records[o.invoke] for o in result.ops_involved if o.op == "get"]
+    assert any(any(p.response_us == r.invoke_us for p in sim.history) for r in blamed)
+    # The stamps alone catch it: with every operation under its own client id (so the
+    # checker's one-operation-per-client rule does not apply), the stamped history still
+    # fails, and the same history stamped in microseconds passes (ties overlap).
+    alone = [dataclasses.replace(o, client_id=i) for i, o in enumerate(sim.history_operations())]
+    assert check_history(alone, time_limit_s=10).linearizable is False
+    in_us = [dataclasses.replace(o, invoke=r.invoke_us, response=r.response_us)
+             for o, r in zip(alone, sim.history)]
+    assert check_history(in_us, time_limit_s=10).linearizable is True
+
+
 # ---- The real LowPaxos core ----
 
 
@@ -281,5 +364,27 @@ def test_cli_json(capsys):
                 "trace_digest"):
         assert key in result
     assert result["committed"] == 200 and result["linearizable"] is True
+    assert result["linearizability_undecided_keys"] == 0
     main(["sim", "--clients", "2", "--ops", "20"])
     assert "linearizable:            yes" in capsys.readouterr().out
+
+
+def test_cli_undecided_check_is_counted_and_fails(capsys, monkeypatch):
+    """A check that runs out of time is no pass: `lowpaxos sim` exits 1, --json counts
+    the undecided keys, and the summary says UNDECIDED with the checker's explanation."""
+    import lowpaxos.check.linearizability as linearizability
+    from lowpaxos.check import CheckResult
+
+    def out_of_time(history, time_limit_s):
+        return CheckResult(None, "k0", "undecided: the search ran out of its 60 s on 1 of 1 "
+                           "keys: 'k0' (20 operations)", 0, 0, keys_undecided=("k0",))
+
+    monkeypatch.setattr(linearizability, "check_history", out_of_time)
+    code = main(["sim", "--clients", "2", "--ops", "20", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert result["linearizable"] is None
+    assert result["linearizability_undecided_keys"] == 1
+    assert main(["sim", "--clients", "2", "--ops", "20"]) == 1
+    out = capsys.readouterr().out
+    assert "UNDECIDED on 1 keys" in out and "ran out of its 60 s" in out

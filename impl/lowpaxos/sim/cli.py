@@ -153,7 +153,9 @@ def command(args: argparse.Namespace) -> int:
         print(json.dumps(result, sort_keys=True))
     else:
         print(summary(result))
-    healthy = result["linearizable"] and result["kvs_converged"] and result["liveness_completed"]
+    # An undecided check (linearizable None) is not a pass: the exit code says so.
+    healthy = (result["linearizable"] is True and result["kvs_converged"]
+               and result["liveness_completed"])
     return 0 if healthy else 1
 
 
@@ -179,7 +181,9 @@ def summary(result: dict) -> str:
     def milliseconds(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f} ms"
 
-    verdict = {True: "yes", False: "NO", None: "undecided (checker time limit)"}
+    verdict = {True: "yes", False: "NO",
+               None: f"UNDECIDED on {result['linearizability_undecided_keys']} keys "
+                     "(checker time limit): not a pass"}
     faults = result["faults_injected"]
     injected = ", ".join(f"{count} {name}" for name, count in faults.items()) or "none"
     drops = result["drops"]
@@ -200,4 +204,6 @@ def summary(result: dict) -> str:
         f"{result['events']} events, {result['events_per_second']} events/s",
         f"  trace digest:            {result['trace_digest'][:16]}",
     ]
+    if result["linearizable"] is not True:
+        lines.append("  " + result["linearizability"].replace("\n", "\n  "))
     return "\n".join(lines)
