@@ -39,4 +39,21 @@ def _lowpaxos() -> ProtocolSpec:
                         RECORD_TYPES)
 
 
-PROTOCOLS: dict[str, ProtocolSpec] = {"lowpaxos": _lowpaxos()}
+def _vr() -> ProtocolSpec:
+    from lowpaxos.protocols.vr import wire  # noqa: F401 - registers VR's messages in the codec
+    from lowpaxos.protocols.vr.config import VRConfig
+    from lowpaxos.protocols.vr.core import VRReplica
+    from lowpaxos.protocols.vr.durable import VRDurableState
+    from lowpaxos.protocols.vr.messages import MESSAGE_TYPES, RECORD_TYPES
+
+    def make_config(replicas: int, **options: Any) -> VRConfig:
+        return VRConfig(replicas=replicas, **options).validate()
+
+    def make_core(config, replica_id, rng, durable=None, trace=False):
+        return VRReplica(config, replica_id, rng, durable, trace)
+
+    return ProtocolSpec("vr", make_core, VRDurableState, make_config, MESSAGE_TYPES,
+                        RECORD_TYPES)
+
+
+PROTOCOLS: dict[str, ProtocolSpec] = {"lowpaxos": _lowpaxos(), "vr": _vr()}
