@@ -5,6 +5,7 @@ root = pathlib.Path(__file__).resolve().parents[2]
 C = "impl/lowpaxos/protocols/lowpaxos/core.py"
 K = "impl/lowpaxos/kvs.py"
 D = "impl/lowpaxos/protocols/lowpaxos/durable.py"
+M = "impl/lowpaxos/protocols/lowpaxos/messages.py"
 MUTANTS = [
  ("accept_lower_ballot", C, "        if ballot < self.promised:\n            self._drop(\"stale_ballot\")",
   "        if False and ballot < self.promised:\n            self._drop(\"stale_ballot\")",
@@ -34,6 +35,59 @@ MUTANTS = [
   "Staged transfer rows are written into the live store, so a crash mid-transfer leaves a half state installed."),
  ("catchup_lowers_ballot", C, "            if current is not None and current.batch == entry.batch and current.ballot > entry.ballot:", "            if False:",
   "Catch-up overwrites an entry accepted in a higher ballot with the same value in a lower one."),
+
+ # ---- Issue 12, point 1: bug classes that survived make test (two or three variants each).
+ # (a) phase 1 keeps the wrong value.
+ ("phase1_last_promise_wins", C,
+  "                current = best.get(entry.slot)\n                if current is None or entry.ballot > current.ballot:\n                    best[entry.slot] = entry",
+  "                best[entry.slot] = entry",
+  "(a) A new leader keeps, per slot, the value of the last promise it processed instead of the highest-ballot one."),
+ ("phase1_keeps_own_value", C, "if current is None or entry.ballot > current.ballot:", "if current is None:",
+  "(a) A new leader keeps the first value it saw per slot (its own log's, its promise is counted first), whatever the ballots."),
+ ("phase1_takes_longest_log", C,
+  "        for promise in self.promises.values():\n            for entry in promise.entries:\n                if entry.slot <= self.commit_index:",
+  "        longest = max(self.promises.values(), key=lambda p: max((e.slot for e in p.entries), default=0))\n        for promise in (longest,):\n            for entry in promise.entries:\n                if entry.slot <= self.commit_index:",
+  "(a) A new leader adopts the log of the promise that reaches furthest (Raft's up-to-date rule without its vote check), ignoring per-slot ballots."),
+ # (b) a re-accept under a higher ballot changes memory, not disk.
+ ("reaccept_not_persisted", C,
+  "            self.log[message.slot] = Entry(message.slot, message.ballot, message.batch)\n            effects.persist.append(SaveEntries((self.log[message.slot],)))",
+  "            held = message.slot in self.log\n            self.log[message.slot] = Entry(message.slot, message.ballot, message.batch)\n            if not held:\n                effects.persist.append(SaveEntries((self.log[message.slot],)))",
+  "(b) A follower persists an Accept only for a slot it did not hold: re-accepting a slot under a higher ballot changes memory, not disk."),
+ ("reaccept_same_value_not_persisted", C,
+  "            self.log[message.slot] = Entry(message.slot, message.ballot, message.batch)\n            effects.persist.append(SaveEntries((self.log[message.slot],)))",
+  "            held = self.log.get(message.slot)\n            self.log[message.slot] = Entry(message.slot, message.ballot, message.batch)\n            if held is None or held.batch != message.batch:\n                effects.persist.append(SaveEntries((self.log[message.slot],)))",
+  "(b) A follower skips the write when a re-accept keeps the value: the higher ballot lives in memory only."),
+ ("catchup_overwrite_not_persisted", C,
+  "        if taken:\n            for entry in taken:\n                self.log[entry.slot] = entry\n            effects.persist.append(SaveEntries(tuple(taken)))",
+  "        if taken:\n            fresh = tuple(entry for entry in taken if entry.slot not in self.log)\n            for entry in taken:\n                self.log[entry.slot] = entry\n            effects.persist.append(SaveEntries(fresh))",
+  "(b) Catch-up persists only slots the replica did not hold: an overwritten entry of another ballot stays on disk."),
+ # (c) catch-up hands on slots above the serving replica's commit point.
+ ("catchup_serves_open_slots", C,
+  ("        last = min(self.commit_index, message.from_slot - 1 + self.config.log_slots_max)\n        for slot in range(message.from_slot, last + 1):\n            entry = self.log[slot]",
+   "        effects.send.append((source, CatchupReply(self.promised, tuple(entries), self.commit_index)))"),
+  ("        last = min(max(self.log, default=0), message.from_slot - 1 + self.config.log_slots_max)\n        for slot in range(message.from_slot, last + 1):\n            entry = self.log.get(slot)\n            if entry is None:\n                break",
+   "        effects.send.append((source, CatchupReply(self.promised, tuple(entries),\n                                                  max([self.commit_index] + [e.slot for e in entries]))))"),
+  "(c) Catch-up serves the whole log, open slots too, and reports its end as committed."),
+ ("catchup_serves_to_leader_commit", C,
+  ("        last = min(self.commit_index, message.from_slot - 1 + self.config.log_slots_max)\n        for slot in range(message.from_slot, last + 1):\n            entry = self.log[slot]",
+   "        effects.send.append((source, CatchupReply(self.promised, tuple(entries), self.commit_index)))"),
+  ("        last = min(self.leader_commit_seen, message.from_slot - 1 + self.config.log_slots_max)\n        for slot in range(message.from_slot, last + 1):\n            entry = self.log.get(slot)\n            if entry is None:\n                break",
+   "        effects.send.append((source, CatchupReply(self.promised, tuple(entries),\n                                                  max(self.commit_index, self.leader_commit_seen))))"),
+  "(c) Catch-up serves up to the commit point the leader announced, from entries this replica has not committed itself."),
+ # (d) off by one at the log cut.
+ ("prepare_lagging_off_by_one", C, "        if message.commit_index < self.log_start:", "        if message.commit_index < self.log_start - 1:",
+  "(d) A replica promises to a candidate one slot behind its cut, so the promise lacks the cut slot the candidate needs."),
+ ("catchup_transfer_off_by_one", C, "        if message.from_slot <= self.log_start:", "        if message.from_slot < self.log_start:",
+  "(d) Catch-up from exactly the cut slot is served from the log (which no longer holds it) instead of by a state transfer."),
+ # (e) ballots compared by round alone.
+ ("ballot_order_by_round", M,
+  "class Ballot(NamedTuple):\n    round: int\n    replica: int\n",
+  "class Ballot(NamedTuple):\n    round: int\n    replica: int\n\n    def __lt__(self, other):\n        return self.round < other.round\n\n    def __le__(self, other):\n        return self.round <= other.round\n\n    def __gt__(self, other):\n        return self.round > other.round\n\n    def __ge__(self, other):\n        return self.round >= other.round\n",
+  "(e) Ballots order by round alone: two candidates of one round both gather promises and both lead."),
+ ("follower_filter_by_round", C,
+  "        ballot = message.ballot\n        if ballot.replica != source:\n            self._drop(\"not_ballot_owner\")\n            return False\n        if ballot < self.promised:",
+  "        ballot = message.ballot\n        if ballot.replica != source:\n            self._drop(\"not_ballot_owner\")\n            return False\n        if ballot.round < self.promised.round:",
+  "(e) A follower compares a leader's ballot with its promise by round alone, so it takes Accepts from a deposed leader of the same round."),
  # ---- Issue 12, point 1, storage and runtime (helper h6): a re-accept that reaches
  # memory but not the storage layer's SQL, and sends before the batch's write returned;
  # a per-record commit shows the crash tests of test_storage_crash.py can fail.
@@ -69,8 +123,14 @@ MUTANTS = [
 out = root / "tests/mutants"
 for name, path, old, new, desc in MUTANTS:
     text = (root / path).read_text()
-    assert text.count(old) == 1, (name, text.count(old))
-    mutated = text.replace(old, new)
+    # One replacement, or several (tuples of equal length) for a bug that spans lines
+    # in more than one place; each old text must occur exactly once.
+    olds, news = (old, new) if isinstance(old, tuple) else ((old,), (new,))
+    assert len(olds) == len(news), name
+    mutated = text
+    for before, after in zip(olds, news):
+        assert mutated.count(before) == 1, (name, before[:60], mutated.count(before))
+        mutated = mutated.replace(before, after)
     diff = difflib.unified_diff(text.splitlines(True), mutated.splitlines(True), f"a/{path}", f"b/{path}")
     (out / f"{name}.patch").write_text(f"# {desc}\n" + "".join(diff))
 print(len(MUTANTS))

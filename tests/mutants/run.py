@@ -1,8 +1,15 @@
 """Apply each hand-written bug in tests/mutants/*.patch to a temporary copy of the
 tree and run the suite against it: every mutant must be killed (some test fails).
 
-Usage: python tests/mutants/run.py [NAME ...]
-Prints one line per mutant naming the test that killed it; exits 1 if any survived.
+Usage: python tests/mutants/run.py [--generic] [--runs N] [NAME ...]
+Prints one line per mutant naming the test that killed it, with the first line of
+the failure; exits 1 if any survived.
+
+--generic runs only the generic tests (GENERIC_ORDER: the Hypothesis stateful test
+and the simulator's seeded fault schedules), leaving out the unit tests that know
+particular behaviours: the report says whether a bug nobody wrote a test for would
+be found, and how long that took. --runs N repeats each mutant N times (fresh
+Hypothesis randomness each time) and reports every kill time.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ TEST_ORDER = [
     "tests/test_storage_crash.py",
     "tests/test_runtime_persist_order.py",
 ]
+# Protocol-generic tests only: fault schedules over the simulator, no knowledge of bugs.
+GENERIC_ORDER = [
+    "tests/test_stateful.py",
+]
 TIMEOUT_S = 900
 
 
@@ -43,7 +54,15 @@ def copy_tree(target: pathlib.Path) -> None:
         shutil.copy2(source, dest)
 
 
-def run_mutant(patch: pathlib.Path) -> tuple[str, str, float]:
+def failure_reason(output: str) -> str:
+    """The first assertion or exception line pytest printed (its "E   " lines)."""
+    for line in output.splitlines():
+        if line.startswith("E   ") and line[4:].strip():
+            return line[4:].strip()[:160]
+    return ""
+
+
+def run_mutant(patch: pathlib.Path, order: list[str] = TEST_ORDER) -> tuple[str, str, float]:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"mutant-{patch.stem}-") as tmp:
         tree = pathlib.Path(tmp)
@@ -56,7 +75,7 @@ def run_mutant(patch: pathlib.Path) -> tuple[str, str, float]:
         # The copy's package shadows the editable install of the real tree.
         env["PYTHONPATH"] = f"{tree / 'impl'}{os.pathsep}{tree}"
         env.setdefault("HYPOTHESIS_PROFILE", "ci")
-        tests = [t for t in TEST_ORDER if (tree / t).exists()]
+        tests = [t for t in order if (tree / t).exists()]
         probe = subprocess.run([sys.executable, "-c", "import lowpaxos; print(lowpaxos.__file__)"],
                                cwd=tree, env=env, capture_output=True, text=True)
         assert probe.stdout.strip().startswith(str(tree)), f"mutant copy not imported: {probe.stdout}"
@@ -72,24 +91,51 @@ def run_mutant(patch: pathlib.Path) -> tuple[str, str, float]:
         failed = re.findall(r"^FAILED (\S+)", result.stdout, re.M)
         errors = re.findall(r"^ERROR (\S+)", result.stdout, re.M)
         if failed:
-            return "killed", failed[0], seconds
+            reason = failure_reason(result.stdout)
+            return "killed", failed[0] + (f"  [{reason}]" if reason else ""), seconds
         return "broken", f"no test failed but pytest exited {result.returncode}: {errors[:1]}", seconds
 
 
 def main(argv: list[str]) -> int:
+    order = TEST_ORDER
+    runs = 1
+    names = []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--generic":
+            order = GENERIC_ORDER
+        elif arg == "--runs":
+            if not args or not args[0].isdigit() or int(args[0]) < 1:
+                print("--runs needs a positive count")
+                return 2
+            runs = int(args.pop(0))
+        elif arg.startswith("-"):
+            print(f"unknown option {arg}; usage: run.py [--generic] [--runs N] [NAME ...]")
+            return 2
+        else:
+            names.append(arg)
     patches = sorted(MUTANT_DIR.glob("*.patch"))
-    if argv:
-        patches = [p for p in patches if p.stem in argv]
+    if names:
+        unknown = sorted(set(names) - {p.stem for p in patches})
+        if unknown:
+            print(f"no such mutant: {', '.join(unknown)}")
+            return 2
+        patches = [p for p in patches if p.stem in names]
     if not patches:
         print("no mutants found")
         return 1
+    print(f"tests, in order: {' '.join(order)}")
     bad = 0
     for patch in patches:
         description = patch.read_text().splitlines()[0].lstrip("# ")
-        verdict, detail, seconds = run_mutant(patch)
-        print(f"{verdict:8} {patch.stem:32} {seconds:6.1f}s  {detail}")
-        print(f"         {'':32}          ({description})")
-        bad += verdict != "killed"
+        verdicts = []
+        for _ in range(runs):
+            verdict, detail, seconds = run_mutant(patch, order)
+            print(f"{verdict:8} {patch.stem:32} {seconds:6.1f}s  {detail}", flush=True)
+            verdicts.append(verdict)
+        print(f"         {'':32}          ({description})", flush=True)
+        bad += any(v != "killed" for v in verdicts)
     print(f"{len(patches) - bad} of {len(patches)} mutants killed")
     return 1 if bad else 0
 
