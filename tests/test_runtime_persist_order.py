@@ -19,8 +19,11 @@ three seams overridden, and nothing else changed:
 A violation is written to ``violations-<id>.txt`` at once; at a clean stop each
 process writes what it checked to ``summary-<id>-<pid>.json``. The cluster goes
 through a leader's SIGKILL and an election, a restarted replica's catch-up, and a
-replica that falls behind the log cut and gets the state by transfer. The test
-fails on any violation and requires that the checks covered each of those paths.
+replica that falls behind the log cut and gets the state by transfer, and a
+replica whose storage write fails at COMMIT with a disk I/O error (the test asks
+for it with a file ``fail-write-<id>``): it must exit with status 3 having sent
+nothing of that batch, and rejoin from its file. The test fails on any violation
+and requires that the checks covered each of those paths.
 
 Run as a script (``python tests/test_runtime_persist_order.py replica ...``, the
 arguments of ``lowpaxos replica``) this module is the checked replica process.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 import threading
 import time
@@ -127,8 +131,31 @@ class PersistOrderChecker:
 CHECKER: PersistOrderChecker | None = None
 
 
+class FailingCommit:
+    """A storage connection whose COMMIT fails as a failed fsync does (disk I/O error)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.connection.in_transaction
+
+    def execute(self, sql: str, *arguments):
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.connection.execute(sql, *arguments)
+
+    def __getattr__(self, name):
+        return getattr(self.connection, name)
+
+
 class CheckedStorage(SqliteStorage):
     def write(self, records: list) -> None:
+        trigger = CHECKER.directory / f"fail-write-{CHECKER.replica_id}"
+        if trigger.exists():  # the test asks for one failed write (see the module docstring)
+            trigger.unlink()
+            self.connection = FailingCommit(self.connection)
         super().write(records)
         CHECKER.written_records(records)
 
@@ -225,6 +252,11 @@ def write_keys(cluster: LocalCluster, through: int, prefix: str, count: int) -> 
     assert all(pipe.execute())
 
 
+def assert_no_violations(directory: Path) -> None:
+    violations = sorted(directory.glob("violations-*.txt"))
+    assert not violations, "".join(path.read_text()[:2000] for path in violations)
+
+
 def test_nothing_leaves_a_replica_before_its_records_are_durable(tmp_path):
     """Elections, catch-up and a state transfer in a real 3-process cluster, every
     datagram and reply checked against the durable records at the moment it left."""
@@ -255,8 +287,20 @@ def test_nothing_leaves_a_replica_before_its_records_are_durable(tmp_path):
                  lambda: int(info(cluster, lagging)["transfers_installed"]) >= 1
                  and info(cluster, lagging)["kvs_index"] >= info(cluster, new_leader)["commit_index"])
         assert connect(cluster, lagging).get("third-199") == b"v199"
-    violations = sorted(tmp_path.glob("violations-*.txt"))
-    assert not violations, "".join(path.read_text()[:2000] for path in violations)
+        # A follower's write fails at COMMIT (a disk I/O error): it exits with status 3
+        # before sending anything of that batch, restarts from its file and catches up.
+        failing = lagging
+        (tmp_path / f"fail-write-{failing}").touch()
+        write_keys(cluster, new_leader, "fourth", 4)
+        wait_for("the replica whose write failed exits, or a violation",
+                 lambda: cluster.processes[failing].poll() is not None
+                 or any(tmp_path.glob("violations-*.txt")))
+        assert_no_violations(tmp_path)
+        assert cluster.processes[failing].returncode == replica_module.EXIT_STORAGE_FAILED
+        cluster.start_replica(failing)
+        wait_for("the replica whose write failed caught up",
+                 lambda: connect(cluster, failing).get("fourth-3") == b"v3")
+    assert_no_violations(tmp_path)
     summaries = [json.loads(path.read_text()) for path in tmp_path.glob("summary-*.json")]
     assert len(summaries) == 3, "every replica stopped cleanly and wrote what it checked"
     checked = sum((Counter(s["checked"]) for s in summaries), Counter())

@@ -396,11 +396,11 @@ def test_an_io_error_inside_a_write_leaves_whole_transactions(tmp_path, point, a
     Writing goes on from the reopened file, and the end equals the fold of everything."""
     seed = FAULT_POINTS.index(point) * 2 + (action == "error-after")
     rng = random.Random(seed)
-    records = random_records(rng, 200)
+    records = random_records(rng, 150)
     path = tmp_path / "r.sqlite"
     storage = SqliteStorage(path, 1)
     storage.load()
-    faulty = FaultyConnection(storage.connection, point, rng.randint(1, 6), action)
+    faulty = FaultyConnection(storage.connection, point, rng.randint(1, 4), action)
     storage.connection = faulty
     done = 0
     for size in transaction_sizes(rng, len(records)):

@@ -119,6 +119,10 @@ MUTANTS = [
   "        self.pending.append((effects, sends, events))",
   "        for reply in effects.reply:\n            self.deliver_reply(reply)\n        self.pending.append((effects, sends, events))",
   "(f) The runtime answers clients as soon as the core returns a batch, before its records are written."),
+ ("runtime_write_failure_ignored", "impl/lowpaxos/runtime/replica.py",
+  "                    self.log.error(\"storage_write_failed\", error=repr(error))\n                    os._exit(EXIT_STORAGE_FAILED)",
+  "                    self.log.error(\"storage_write_failed\", error=repr(error))",
+  "(f) A replica whose storage write failed logs it and goes on sending the batch instead of stopping."),
 ]
 out = root / "tests/mutants"
 for name, path, old, new, desc in MUTANTS:
