@@ -919,8 +919,9 @@ class VRReplica:
         self._take_chunk(message)
         while self.transfer.cursor in self.transfer_buffer:
             self._take_chunk(self.transfer_buffer.pop(self.transfer.cursor))
-        effects.persist.append(SaveStaged(self.transfer, reset, self.staging.digest,
-                                          self.staging.take_changes()))
+        changes = self.staging.take_changes()
+        if self.sync:
+            effects.persist.append(SaveStaged(self.transfer, reset, self.staging.digest, changes))
         self._trace(effects, "HandleSnapshotChunk", source, message)
         if self.transfer.cursor is None:
             self._finish_transfer(effects)
@@ -957,7 +958,8 @@ class VRReplica:
         self.transfer = None
         self.transfer_buffer = {}
         self.staging.clear()
-        effects.persist.append(SaveStaged(None, True, 0, ()))
+        if self.sync:
+            effects.persist.append(SaveStaged(None, True, 0, ()))
 
     def _finish_transfer(self, effects: Effects) -> None:
         transfer = self.transfer
@@ -985,7 +987,8 @@ class VRReplica:
         self.staging.clear()
         self.transfer = None
         self.transfer_buffer = {}
-        effects.persist.append(SaveInstall(index, transfer.digest))
+        if self.sync:
+            effects.persist.append(SaveInstall(index, transfer.digest))
         self.transfers_installed += 1
         self.rows_persisted_index = index
         self.log_start = max(self.log_start, index)
