@@ -149,3 +149,50 @@ def test_reply_status_and_results():
         for result in (None, True, False, b"", b"x"):
             reply = ClientReply(1, 2, status, result, 0)
             assert decode(encode(reply)) == reply
+
+
+# ---- The plain-command fast path agrees with the generic path ----
+
+_GENERIC_COMMAND = codec.Struct(Command, list(zip(codec.COMMAND.names, codec.COMMAND.kinds)),
+                                check=codec.COMMAND.check, optional_tail=3)
+_FIELD = st.one_of(st.none(), st.booleans(), st.integers(-3, 2**64 + 3), st.text(max_size=4),
+                   st.binary(max_size=4), st.just(()), st.just([]), st.just((("k", b"v"),)),
+                   st.text(min_size=1020, max_size=1030))
+
+
+def _outcome(kind, function, value):
+    try:
+        return ("ok", function(kind, value))
+    except codec._Invalid as error:  # noqa: SLF001 - the reason must be the same too
+        return ("invalid", str(error))
+
+
+@given(st.one_of(
+    st.builds(Command, _FIELD, _FIELD, st.sampled_from(codec.OPS + ("nope", 3)), _FIELD, _FIELD,
+              _FIELD, st.one_of(st.just(()), _FIELD), st.one_of(st.just(()), _FIELD),
+              st.one_of(st.just(0), _FIELD)),
+    st.builds(Command, st.integers(0, 9), st.integers(0, 9), st.sampled_from(codec.OPS),
+              st.text(max_size=3), st.one_of(st.none(), st.binary(max_size=3)),
+              st.one_of(st.none(), st.binary(max_size=3)),
+              st.sampled_from([(), (("k", b"v"),), [], ((1, b"v"),)]),
+              st.sampled_from([(), ("k",), [], (b"k",)]),
+              st.sampled_from([0, 0, 1, 7, -1, True, 10**7]))))
+@settings(max_examples=400)
+def test_command_fast_path_encodes_exactly_as_the_generic_path(command):
+    """Every Command, well formed or not, gets the same wire form or the same error from
+    CommandStruct's fast path as from the generic Struct path."""
+    assert _outcome(codec.COMMAND, codec.CommandStruct.to_wire, command) == \
+        _outcome(_GENERIC_COMMAND, codec.Struct.to_wire, command)
+
+
+@given(st.lists(_FIELD, min_size=5, max_size=10) | st.builds(
+    lambda c, r, code, key, value, expected: [c, r, code, key, value, expected],
+    st.integers(-1, 2**64), st.integers(-1, 2**64), st.integers(-1, len(codec.OPS)),
+    st.text(max_size=3) | st.binary(max_size=2), st.none() | st.binary(max_size=3) | st.text(max_size=1),
+    st.none() | st.binary(max_size=3) | st.integers(0, 1)))
+@settings(max_examples=400)
+def test_command_fast_path_decodes_exactly_as_the_generic_path(raw):
+    """Every wire array decodes to the same Command, or fails with the same reason, on
+    the fast path as on the generic one."""
+    assert _outcome(codec.COMMAND, codec.CommandStruct.from_wire, raw) == \
+        _outcome(_GENERIC_COMMAND, codec.Struct.from_wire, raw)

@@ -368,8 +368,55 @@ class Pair(Kind):
 KEY = Str()
 
 
+# Ops whose commands carry no pairs, keys or count: nearly every command of a batch.
+_PLAIN_OPS = {op: OP_CODES[op] for op in
+              ("get", "put", "delete", "cas", "getdel", "append", "strlen", "dbsize")}
+_PLAIN_BY_CODE = {code: op for op, code in _PLAIN_OPS.items()}
+
+
+class CommandStruct(Struct):
+    """COMMAND, with a fast path for plain commands (no pairs, keys or count).
+
+    A batch holds dozens of commands and the generic path dispatches per field: on the
+    leader it was the largest share of encoding an Accept, and decoding one on each
+    follower. The fast path only takes a value for which every check of the generic
+    path passes, and builds the same wire form (or the same Command); anything else,
+    including every malformed value, goes the generic way and gets its exact error.
+    tests/test_codec.py checks that both paths agree.
+    """
+
+    def to_wire(self, value: Any) -> list:
+        if type(value) is Command:
+            client_id, request_id, op, key = (value.client_id, value.request_id, value.op,
+                                              value.key)
+            data, expected = value.value, value.expected
+            code = _PLAIN_OPS.get(op) if type(op) is str else None
+            if (code is not None and type(client_id) is int and 0 <= client_id <= UINT64_MAX
+                    and type(request_id) is int and 0 <= request_id <= UINT64_MAX
+                    and type(key) is str and len(key) <= KEY_CHARS_MAX
+                    and (type(data) is bytes or data is None and op not in ("put", "append"))
+                    and (expected is None or type(expected) is bytes)
+                    and value.pairs == () and type(value.pairs) is tuple
+                    and value.keys == () and type(value.keys) is tuple
+                    and type(value.count) is int and value.count == 0):
+                return [client_id, request_id, code, key, data, expected]
+        return super().to_wire(value)
+
+    def from_wire(self, raw: Any) -> Any:
+        if type(raw) is list and len(raw) == 6:
+            client_id, request_id, code, key, data, expected = raw
+            op = _PLAIN_BY_CODE.get(code) if type(code) is int else None
+            if (op is not None and type(client_id) is int and 0 <= client_id <= UINT64_MAX
+                    and type(request_id) is int and 0 <= request_id <= UINT64_MAX
+                    and type(key) is str and len(key) <= KEY_CHARS_MAX
+                    and (type(data) is bytes or data is None and op not in ("put", "append"))
+                    and (expected is None or type(expected) is bytes)):
+                return Command(client_id, request_id, op, key, data, expected)
+        return super().from_wire(raw)
+
+
 BALLOT = Struct(lp.Ballot, [("round", UINT), ("replica", Int(-1, REPLICA_ID_MAX))])
-COMMAND = Struct(
+COMMAND = CommandStruct(
     Command,
     [
         ("client_id", SESSION_ID),
