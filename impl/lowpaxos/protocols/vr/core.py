@@ -597,10 +597,7 @@ class VRReplica:
             return
         candidates = dict(self.dvcs)
         candidates[self.replica_id] = self._do_view_change()
-        # §4.2: the largest last-normal view, then the largest op-number. The replica id
-        # breaks ties only to be deterministic: equal (view, op) logs are equal.
-        best_id = max(candidates, key=lambda r: (candidates[r].last_normal_view,
-                                                 candidates[r].op, -r))
+        best_id = self.choose_log(candidates)
         best = candidates[best_id]
         if best.commit > self.commit:
             # We lack committed ops below the chosen suffix: fetch them from its sender
@@ -690,11 +687,17 @@ class VRReplica:
 
     # ---------------------------------------------------------- state transfer
 
+    @staticmethod
+    def choose_log(candidates: dict[int, DoViewChange]) -> int:
+        """§4.2 step 3: the sender of the log with the largest last-normal view, then the
+        largest op-number. The replica id breaks ties only to be deterministic: logs with
+        equal (last-normal view, op-number) are equal."""
+        return max(candidates, key=lambda r: (candidates[r].last_normal_view,
+                                              candidates[r].op, -r))
+
     def _state_source(self) -> int:
         if self.status is Status.VIEW_CHANGE and self.dvcs:
-            candidates = dict(self.dvcs)
-            return max(candidates, key=lambda r: (candidates[r].last_normal_view,
-                                                  candidates[r].op, -r))
+            return self.choose_log(self.dvcs)
         return self.primary_of(self.view)
 
     def _request_state(self, target: int, effects: Effects) -> None:
