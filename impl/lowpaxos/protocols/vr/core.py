@@ -605,7 +605,12 @@ class VRReplica:
             if self.state_asked_tick is None:
                 self._request_state(best_id, effects)
             return
-        assert best.op >= self.commit, "the chosen log holds every committed op"
+        if best.op < self.commit:
+            # A log without ops we executed cannot be the right one (the chosen log holds
+            # every committed op): only a faulty peer sends it. Drop it and wait for others.
+            self._drop("do_view_change_behind_commit")
+            self.dvcs.pop(best_id, None)
+            return
         self.start_view(best, candidates, effects)
 
     def start_view(self, best: DoViewChange, candidates: dict[int, DoViewChange],
@@ -647,6 +652,10 @@ class VRReplica:
         if not self._valid_suffix(message.entries, message.from_op, message.op) \
                 or message.commit > message.op:
             return self._drop("bad_start_view")
+        if message.op < self.commit:
+            # A new log without ops we executed: it lost committed ops (the pitfall, or a
+            # faulty peer). Never take it.
+            return self._drop("start_view_behind_commit")
         if self.commit < message.from_op:
             # The suffix starts above what we have executed: the ops between are committed
             # and we lack them. Join the view and fetch its log (§5.2); not the suffix alone.
@@ -843,6 +852,9 @@ class VRReplica:
         primary = self.recovery_responses.get(self.primary_of(latest))
         if primary is None or primary.view != latest or not primary.primary:
             return  # wait for the latest view's primary (a retry asks again)
+        if primary.op < self.commit:
+            self.recovery_responses.pop(self.primary_of(latest))
+            return self._drop("recovery_response_behind_commit")
         if primary.from_op > self.commit:
             # Its log starts above the rows we hold: fetch its rows, then recover again.
             self.nonce = None
