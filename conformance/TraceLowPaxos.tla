@@ -66,6 +66,19 @@ Reached(e) ==
     /\ LET want == e.delta @@ log[e.r] IN
        \A s \in (e.cut + 1)..MaxSlot : log'[e.r][s] = want[s]
 
+\* A HandlePromise whose step ends in BecomeLeader logs two lines: its own,
+\* with the state before the election (the promise is counted, which no
+\* logged variable shows), and BecomeLeader's, with the state after it. The
+\* spec's HandlePromise takes both in one step, so the first line's state
+\* (e.pre, fields as in Reached) is compared with the state before the step.
+ReachedBefore(r, p) ==
+    /\ role[r] = p.role
+    /\ promised[r] = p.promised
+    /\ commitIndex[r] = p.commit
+    /\ logStart[r] = p.logStart
+    /\ LET want == p.delta @@ log[r] IN
+       \A s \in (p.cut + 1)..MaxSlot : log[r][s] = want[s]
+
 \* The choice a logged send shows (the last slot of a catch-up reply, the
 \* image index of chunks or of a request for more), when the event logs one:
 \* the same message may already be in the network, so Sent alone would let
@@ -104,7 +117,9 @@ Take(e) ==
     \/ e.k = "Crash" /\ Crash(e.r)
     \* A line no spec variable shows: the simulator's Crash (the spec's Crash
     \* is taken at the Restart), and a BecomeLeader that the spec's
-    \* HandlePromise on the line before already took.
+    \* HandlePromise on the line before already took (its state is compared).
+    \* A line the checker found unreachable before the replay ("Unreachable":
+    \* a slot no Propose made, a BecomeLeader out of place) has no step.
     \/ e.k = "Skip" /\ UNCHANGED vars
 
 \* The same action with every choice open (any message, any value): the
@@ -137,12 +152,22 @@ TraceInit == Init /\ l = 1
 TraceNext ==
     /\ l <= Len(TraceLog)
     /\ LET e == TraceLog[l] IN
+         /\ "pre" \in DOMAIN e => ReachedBefore(e.r, e.pre)
          /\ Take(e)
          /\ e.check => Reached(e)
          /\ Sent(e)
     /\ l' = l + 1
 
 TraceSpec == TraceInit /\ [][TraceNext]_traceVars
+
+\* Every state the replay reaches is a state of LowPaxos.tla, and the checker
+\* has TLC check the spec's own safety invariants in each (Agreement and
+\* CommittedPrefixesAgree: lowpaxos.conformance.lowpaxos_format says which).
+\* Since every line's logged state is compared with the spec state, an unsafe
+\* logged state is caught too: a trace of a run that spec and code share is
+\* rejected where it becomes unsafe (possible only when the spec's
+\* assumptions fail, e.g. quorums that do not intersect, or in a broken
+\* variant of the spec).
 
 \* Violated exactly when the whole trace is explained (for a reader running
 \* TLC by hand; the checker reads the search depth instead).

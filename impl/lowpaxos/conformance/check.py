@@ -8,6 +8,9 @@ Three TLC runs at most, each through ``lowpaxos.tla.tlc.run_tlc``:
    explains every line (the trace conforms), else the number of the first
    event that no spec step explains. (With an invariant on ``l`` instead, TLC
    would print the whole behaviour of a conforming trace, every state in full.)
+   The spec's safety invariants (the protocol's ``safety_invariants``) are
+   checked in every state the replay reaches; a violation ends the check at the
+   line whose step reached that state, with the invariant named.
 2. Witness: the same with invariant ``l < D``; its error trace ends in a spec
    state just before event D (one of them, if several behaviours got there).
 3. Probe: from that state, which actions of LowPaxos are enabled (ENABLED),
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lowpaxos.conformance import tlagen
-from lowpaxos.conformance.trace import Event, State, Trace, TraceFormatError, load_trace
+from lowpaxos.conformance.trace import Event, Trace, TraceFormatError, load_trace
 from lowpaxos.conformance.tlavalue import Record, at, parse_value, show
 from lowpaxos.tla.tlc import Outcome, TlcResult, run_tlc
 
@@ -37,8 +40,12 @@ SPEC_DIR = REPO / "spec"
 CONFORMANCE_DIR = REPO / "conformance"
 MODULE = "TraceCheck"
 LOG_LINES_MAX = 6  # log entries shown per replica in a report (the last ones)
-SPEC_VARIABLES = ("promised", "log", "commitIndex", "logStart", "role", "promises", "nextSlot",
-                  "acks", "msgs", "votes")
+TRACE_VARIABLES = ("l",)  # the trace spec's own variables; every other one is the spec's
+
+
+def spec_variables(state: dict[str, str]) -> list[str]:
+    """The spec's variables in a state TLC printed (whatever the spec declares now)."""
+    return [name for name in state if name not in TRACE_VARIABLES]
 
 
 @dataclass
@@ -51,6 +58,7 @@ class Verdict:
     trace_actions: Counter = field(default_factory=Counter)
     line: int | None = None  # first divergent line (1-based, in the file)
     report: str = ""
+    violated: str | None = None  # the safety invariant a replayed state violated
     error: str | None = None  # TLC could not run or failed (exit 2)
 
     @property
@@ -100,23 +108,31 @@ def _with_definitions(module_text: str, definitions: list[str]) -> str:
 
 def check_trace(path: str | Path, *, spec_dir: Path = SPEC_DIR, keep: Path | None = None,
                 timeout_s: float = 600.0, explain: bool = True) -> Verdict:
-    """Check one trace file. Raises TraceFormatError for a malformed file and
-    tlagen.UnsupportedTrace for one the spec cannot express."""
+    """Check one trace file. Raises TraceFormatError for a malformed file (one the
+    spec cannot express, such as |Q1| = 1, included)."""
     trace = load_trace(path)
-    plans = tlagen.plan_steps(trace)
-    template = (CONFORMANCE_DIR / tlagen.TEMPLATE).read_text(encoding="utf-8")
-    module_text, model = tlagen.write_module(trace, plans, MODULE, template)
-    symmetries = tlagen.symmetry_definitions((spec_dir / "LowPaxos.tla").read_text(encoding="utf-8"))
+    mapping = trace.protocol.mapping
+    plans = mapping.plan_steps(trace)
+    template = (CONFORMANCE_DIR / trace.protocol.template).read_text(encoding="utf-8")
+    module_text, model = mapping.write_module(trace, plans, MODULE, template)
+    spec_file = spec_dir / f"{trace.protocol.spec_module}.tla"
+    symmetries = mapping.symmetry_definitions(spec_file.read_text(encoding="utf-8"))
     verdict = Verdict(str(path), False, len(trace.events), 0.0)
     verdict.trace_actions = Counter(e.action for e in trace.events)
     verdict.spec_actions = Counter(p.spec_action for p in plans if p.spec_action != "Skip")
     workdir = Path(tempfile.mkdtemp(prefix="lowpaxos-conformance-"))
     try:
-        # No invariant: TLC would print the whole error trace of a conforming trace, every
-        # state in full, which costs more than the check. The search depth says it all.
-        replay = _run(workdir, module_text, tlagen.write_config(model, None, symmetries=symmetries),
+        # No invariant on l: TLC would print the whole error trace of a conforming trace,
+        # every state in full, which costs more than the check; the search depth says how
+        # far the trace conforms. The spec's safety invariants hold in a conforming trace,
+        # so they print nothing unless one is violated.
+        replay = _run(workdir, module_text,
+                      mapping.write_config(model, model.safety_invariants, symmetries=symmetries),
                       MODULE, spec_dir, timeout_s)
         verdict.seconds = replay.seconds
+        if replay.outcome is Outcome.INVARIANT_VIOLATED and replay.error_trace:
+            _unsafe(verdict, trace, replay)
+            return verdict
         if replay.outcome is not Outcome.OK or replay.depth is None:
             verdict.error = _tlc_failure("replay", replay)
             return verdict
@@ -129,7 +145,10 @@ def check_trace(path: str | Path, *, spec_dir: Path = SPEC_DIR, keep: Path | Non
             return verdict
         event = trace.events[index - 1]
         verdict.line = event.line
-        if explain:
+        if plans[index - 1].unreachable is not None:
+            verdict.report = (_headline(trace, index) + "\n  event: " + _event_text(event)
+                              + "\n  " + plans[index - 1].unreachable + _rounds_note(trace))
+        elif explain:
             verdict.report = _explain(trace, plans, index, module_text, model, workdir, spec_dir,
                                       timeout_s, symmetries)
         else:
@@ -151,17 +170,72 @@ def _tlc_failure(what: str, result: TlcResult) -> str:
 def _headline(trace: Trace, index: int) -> str:
     event = trace.events[index - 1]
     return (f"{trace.path}:{event.line}: event {index} ({event.action} at replica "
-            f"{event.replica}) is not a step of LowPaxos.tla")
+            f"{event.replica}) is not a step of {trace.protocol.spec_module}.tla")
+
+
+def _rounds_note(trace: Trace) -> str:
+    """A line for reports when the model's rounds are not the trace's (renumber_rounds)."""
+    moved = {r: k for r, k in trace.rounds.items() if r != k}
+    if not moved:
+        return ""
+    return ("\n  (rounds renumbered in order for the model; trace round -> model round: "
+            + ", ".join(f"{r} -> {k}" for r, k in sorted(trace.rounds.items()) if r) + ")")
+
+
+def _unsafe(verdict: Verdict, trace: Trace, replay: TlcResult) -> None:
+    """The replay reached a spec state that violates a safety invariant: name the line
+    whose step reached it, the invariant, and what each replica holds committed there."""
+    last = replay.error_trace[-1]
+    explained = parse_value(last["l"])  # events 1..explained-1 were taken
+    index = explained - 1
+    name = replay.violated_invariant
+    if not 1 <= index <= len(trace.events):
+        verdict.error = f"TLC reported a violation of {name} at l = {explained}"
+        return
+    event = trace.events[index - 1]
+    verdict.line = event.line
+    verdict.violated = name
+    lines = [f"{trace.path}:{event.line}: event {index} ({event.action} at replica "
+             f"{event.replica}) reaches a state of {trace.protocol.spec_module}.tla that "
+             f"violates its safety invariant {name}",
+             f"  event: {_event_text(event)}",
+             "  the replicas' committed slots in that state (above each one's cut):"]
+    state = {name: parse_value(last[name]) for name in spec_variables(last)}
+    for r in range(1, trace.replicas + 1):
+        view = _replica_view(state, r)
+        held = [(slot, entry) for slot, entry in sorted(view["log"].items())
+                if view["logStart"] < slot <= view["commitIndex"]]
+        text = ", ".join(f"[{slot}] {_entry_text(entry)}" for slot, entry in held[-LOG_LINES_MAX:])
+        lines.append(f"    replica {r - 1}: commitIndex {view['commitIndex']}, logStart "
+                     f"{view['logStart']}: {text or 'none'}")
+    by_slot: dict[int, set] = {}
+    for vote in state.get("votes", ()):
+        by_slot.setdefault(vote["slot"], set()).add(vote["val"])
+    split = sorted(slot for slot, values in by_slot.items() if len(values) > 1)
+    if split:
+        lines.append("  slots where replicas have accepted different values (votes):")
+        for slot in split[:LOG_LINES_MAX]:
+            accepted = sorted((v for v in state["votes"] if v["slot"] == slot),
+                              key=lambda v: (tuple(v["bal"]), v["rep"]))
+            lines.append(f"    slot {slot}: " + ", ".join(
+                f"{v['val']} in ballot {show(tuple(v['bal']))} by replica {v['rep'] - 1}"
+                for v in accepted))
+    lines.append(f"  (Q1 = {trace.q1}, Q2 = {trace.q2}, {trace.replicas} replicas"
+                 + ("" if trace.q1 + trace.q2 > trace.replicas else
+                    ": the quorums do not intersect") + ")" + _rounds_note(trace))
+    verdict.report = "\n".join(lines)
 
 
 # ---- the divergence report ---------------------------------------------------------------
 
-def _want(plan: tlagen.PlannedEvent) -> dict | None:
-    state = plan.state_event.state
+def _want(plan: tlagen.PlannedEvent, event: Event | None = None) -> dict | None:
+    """The logged state the step must reach (or, given ``event``, that event's state)."""
+    state = (event or plan.state_event).state
     if state is None:
         return None
+    log_start = state.log_start if event is not None else plan.log_start
     return {"role": state.role, "promised": (state.promised[0], state.promised[1] + 1),
-            "commitIndex": state.commit_index, "logStart": plan.log_start, "cut": state.log_start,
+            "commitIndex": state.commit_index, "logStart": log_start, "cut": state.log_start,
             "log": {slot: ((e.ballot[0], e.ballot[1] + 1), e.batch) for slot, e in state.log.items()}}
 
 
@@ -225,8 +299,9 @@ def _explain(trace: Trace, plans: list[tlagen.PlannedEvent], index: int, module_
     r = event.replica + 1
     lines = [_headline(trace, index), f"  event: {_event_text(event)}"]
     if plan.state_event is not event:
-        lines.append(f"  (checked with the state of line {plan.state_event.line}, "
-                     f"{plan.state_event.action}, which the spec's {plan.spec_action} reaches in one step)")
+        lines.append(f"  (its step is checked with the state of line {plan.state_event.line}, "
+                     f"{plan.state_event.action}, which the spec's {plan.spec_action} reaches in "
+                     f"one step; its own state with the spec state before the step)")
 
     witness = _run(workdir, _with_definitions(module_text, [f"TraceStop == l < {index}"]),
                    tlagen.write_config(model, "TraceStop", symmetries=symmetries), MODULE, spec_dir,
@@ -235,7 +310,7 @@ def _explain(trace: Trace, plans: list[tlagen.PlannedEvent], index: int, module_
         lines.append(f"  (no spec state before it: {_tlc_failure('witness', witness)})")
         return "\n".join(lines)
     before_text = witness.error_trace[-1]
-    before = {name: parse_value(before_text[name]) for name in SPEC_VARIABLES}
+    before = {name: parse_value(before_text[name]) for name in spec_variables(before_text)}
     view = _replica_view(before, r)
     lines.append(f"  spec state before it, replica {event.replica} (spec id {r}): "
                  f"role {view['role']}, promised {show(view['promised'])}, "
@@ -248,6 +323,13 @@ def _explain(trace: Trace, plans: list[tlagen.PlannedEvent], index: int, module_
     for slot, entry in held[-LOG_LINES_MAX:]:
         lines.append(f"    log[{slot}] = {_entry_text(entry)}")
     lines.append(f"    {len(before['msgs'])} messages in the network")
+    if plan.pre_event is not None:
+        own = _want(plan, plan.pre_event)
+        differences = _field_diff(view, own)
+        if differences:
+            lines.append(f"  the line's own state (before the election its step completes) "
+                         f"differs from that spec state in {len(differences)} field(s):")
+            lines.extend("    " + d for d in differences)
 
     # Was the handled message ever sent?
     if event.message is not None:
@@ -282,16 +364,20 @@ def _explain(trace: Trace, plans: list[tlagen.PlannedEvent], index: int, module_
     if best < 0 or len(probe.error_trace) < 3:
         lines.append(f"  no step of {plan.spec_action} at replica {event.replica} is enabled there")
         return "\n".join(lines)
-    successor = {name: parse_value(probe.error_trace[2][name]) for name in SPEC_VARIABLES}
+    successor = {name: parse_value(probe.error_trace[2][name])
+                 for name in spec_variables(before_text)}
     after = _replica_view(successor, r)
     lines.append(f"  closest {plan.spec_action} successor at replica {event.replica} "
                  f"differs from the logged post-state in {best} field(s):")
     lines.extend("    " + d for d in _field_diff(after, want))
-    if best == 0:
+    if best == 0 and plan.pre_event is not None:
+        lines.append("    (the step reaches the BecomeLeader line's state; the line's own state "
+                     "differs, see above)")
+    elif best == 0:
         new = successor["msgs"] - before["msgs"]
         lines.append("    (the state matches; the logged sends are not the spec's: spec sends "
                      + (", ".join(show(m) for m in new) or "nothing") + ")")
-    return "\n".join(lines)
+    return "\n".join(lines) + _rounds_note(trace)
 
 
 def _field_diff(spec_view: dict, want: dict) -> list[str]:
@@ -340,7 +426,7 @@ def _event_text(event: Event) -> str:
 
 
 def _probe_module(before: dict[str, str], index: int, r: int, want: dict | None) -> str:
-    assignments = [f"    /\\ {name} = {before[name]}" for name in SPEC_VARIABLES]
+    assignments = [f"    /\\ {name} = {before[name]}" for name in spec_variables(before)]
     want_text = _want_tla(want) if want is not None else "[role |-> \"none\"]"
     return "\n".join([
         "---- MODULE TraceProbe ----",

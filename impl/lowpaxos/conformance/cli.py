@@ -21,7 +21,6 @@ from collections import Counter
 from pathlib import Path
 
 from lowpaxos.conformance.check import REPO, SPEC_DIR, Verdict, check_trace, spec_actions_of
-from lowpaxos.conformance.tlagen import UnsupportedTrace
 from lowpaxos.conformance.trace import TraceFormatError
 
 TRACES_DIR = REPO / "traces"
@@ -89,8 +88,6 @@ def check_one(path: str | Path, spec_dir: Path, keep: Path | None = None,
         verdict = check_trace(path, spec_dir=spec_dir, keep=keep, timeout_s=timeout_s)
     except TraceFormatError as error:
         return EXIT_BAD_INPUT, None, f"malformed trace: {error}"
-    except UnsupportedTrace as error:
-        return EXIT_BAD_INPUT, None, f"{path}: cannot be checked: {error}"
     if verdict.error is not None:
         return EXIT_BAD_INPUT, verdict, f"{path}: {verdict.error}"
     if verdict.conforms:

@@ -43,10 +43,12 @@ InstallSnapshot takes the index of a chunk received, above the commit index.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
-from lowpaxos.conformance.trace import Entry, Event, Trace
+from lowpaxos.conformance.lowpaxos_format import Entry
+from lowpaxos.conformance.trace import Event, Trace
 
 NOOP_BATCH = "noop"
 
@@ -77,16 +79,6 @@ SPEC_ACTION = {
     "Crash": "Skip",
     "BecomeLeader": "Skip",  # folded into the HandlePromise before it (see plan_steps)
 }
-
-
-class UnsupportedTrace(ValueError):
-    """A well-formed trace with something the spec does not model (|Q1| = 1);
-    ``line`` names the event."""
-
-    def __init__(self, line: int, reason: str) -> None:
-        super().__init__(f"line {line}: {reason}")
-        self.line = line
-        self.reason = reason
 
 
 def tla_string(text: str) -> str:
@@ -185,6 +177,14 @@ class PlannedEvent:
     sends: list[str]  # partial spec records
     log_start: int = 0  # the spec's cut after the step (see the module docstring)
     pin: int = 0  # the choice the step's logged sends show (0: none logged), see pin_of
+    # A HandlePromise whose step ends in BecomeLeader: its own line logs the state
+    # before the election, which is compared with the spec state before the step.
+    pre_event: Event | None = None
+    # The largest slot number the record holds (state, message, sends) and where.
+    slot_max: tuple[int, str] = (0, "")
+    # Why no spec step can explain this line, when that is clear before TLC runs (a
+    # slot no Propose made, a BecomeLeader out of its place); the replay stops here.
+    unreachable: str | None = None
 
 
 def _owner(events: list[Event], message: dict, target: int) -> Event | None:
@@ -222,11 +222,89 @@ def _owner(events: list[Event], message: dict, target: int) -> Event | None:
     return next((e for e in events if e.action in wanted), None)
 
 
+def renumber_rounds(trace: Trace) -> None:
+    """Give the rounds of the trace's ballots the numbers 1..K in their order (0 stays 0),
+    so that the model's rounds are as many as the trace's distinct rounds, whatever
+    numbers the trace holds. spec/LowPaxos.tla only compares rounds (Greater) and
+    picks a candidate's round among 1..MaxRound, so renumbering in order maps the
+    spec's behaviours onto each other. ``trace.rounds`` keeps the renumbering."""
+    seen: set[int] = set()
+
+    def note(ballot) -> None:
+        seen.add(ballot[0])
+
+    def messages(event: Event):
+        if event.message is not None:
+            yield event.message
+        for send in event.sent:
+            yield send["message"]
+
+    for event in trace.events:
+        if event.state is not None:
+            note(event.state.promised)
+            for entry in event.state.log.values():
+                note(entry.ballot)
+        for message in messages(event):
+            note(message["ballot"])
+            for _slot, ballot, _batch in message.get("entries", ()):
+                note(ballot)
+    ordered = sorted(seen - {0})
+    trace.rounds = {0: 0} | {round_: index + 1 for index, round_ in enumerate(ordered)}
+    if all(trace.rounds[r] == r for r in ordered):
+        return  # already 1..K: nothing to rewrite
+
+    def ballot(value):
+        return [trace.rounds[value[0]], value[1]]
+
+    def message_copy(message: dict) -> dict:
+        copy = dict(message, ballot=ballot(message["ballot"]))
+        if "entries" in message:
+            copy["entries"] = [[slot, ballot(b), batch] for slot, b, batch in message["entries"]]
+        return copy
+
+    for event in trace.events:
+        if event.state is not None:
+            state = event.state
+            event.state = dataclasses.replace(
+                state, promised=tuple(ballot(state.promised)),
+                log={slot: Entry(tuple(ballot(e.ballot)), e.batch) for slot, e in state.log.items()})
+        if event.message is not None:
+            event.message = message_copy(event.message)
+        event.sent = [dict(send, message=message_copy(send["message"])) for send in event.sent]
+
+
+# Message fields that hold a slot number or a commit point (the model's Slots).
+_SLOT_FIELDS = ("slot", "commit_index", "from_slot", "image_index")
+
+
+def _slot_numbers(event: Event):
+    """(number, where) for every slot number or commit point the event holds itself."""
+    state = event.state
+    if state is not None:
+        yield state.commit_index, "state.commit_index"
+        yield state.log_start, "state.log_start"
+        for slot in state.log:
+            yield slot, "a slot of state.log"
+    if event.slot is not None:
+        yield event.slot, "slot"
+    if event.message is not None:
+        yield from _message_slots(event.message, "message")
+
+
+def _message_slots(message: dict, what: str):
+    for name in _SLOT_FIELDS:
+        if name in message:
+            yield message[name], f"{what}.{name}"
+    for slot, _ballot, _batch in message.get("entries", ()):
+        yield slot, f"a slot of {what}.entries"
+
+
 def plan_steps(trace: Trace) -> list[PlannedEvent]:
     """Decide, for every line, the spec action, which state to check and which sends."""
+    if not trace.rounds:
+        renumber_rounds(trace)
     events = trace.events
-    plans = [PlannedEvent(e, SPEC_ACTION[e.action],
-                          e.action not in ("Crash", "BecomeLeader") and e.state is not None, e, [])
+    plans = [PlannedEvent(e, SPEC_ACTION[e.action], e.state is not None, e, [])
              for e in events]
     for index, event in enumerate(events):
         if event.action == "BecomeLeader":
@@ -234,11 +312,24 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
             if (previous is None or previous.action != "HandlePromise"
                     or previous.replica != event.replica
                     or (previous.step is not None and previous.step != event.step)):
-                raise UnsupportedTrace(event.line, "BecomeLeader must follow the HandlePromise "
-                                                   "that completed the quorum (|Q1| = 1 is not "
-                                                   "in the spec)")
-            # The spec's HandlePromise becomes leader in the same step.
+                # The quorum (|Q1| >= 2, trace.load_trace) is completed by a promise, so
+                # an election that does not follow its replica's HandlePromise in the
+                # same step is out of order: causality breaks here.
+                plans[index].unreachable = (
+                    f"BecomeLeader is the end of the spec's HandlePromise step (|Q1| = "
+                    f"{trace.q1}): it must come right after the HandlePromise of replica "
+                    f"{event.replica} that completed the quorum, in the same step; "
+                    + ("it is the first event" if previous is None else
+                       f"the line before is {previous.action} at replica {previous.replica}"
+                       + (f" in step {previous.step}, this is step {event.step}"
+                          if previous.step != event.step else "")))
+                continue
+            # The spec's HandlePromise becomes leader in the same step: its line's step
+            # reaches the BecomeLeader line's state, and the HandlePromise line's own
+            # state (before the election) is compared with the state before the step.
+            # The BecomeLeader line, a stutter, is compared with the state after it.
             plans[index - 1].state_event = event
+            plans[index - 1].pre_event = events[index - 1]
     _plan_cuts(events, plans)
     # Sends, from the simulator's step records: attach each to the event that made it.
     by_step: dict[int, list[int]] = {}
@@ -275,7 +366,37 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
                     for send in group:
                         plans[owner_index].sends.append(
                             spec_message(send["message"], owner.replica, send["target"]))
+            for send in group:
+                found = max(_message_slots(send["message"], "a sent message"), default=(0, ""))
+                plans[owner_index].slot_max = max(plans[owner_index].slot_max, found)
+    for plan in plans:
+        plan.slot_max = max(plan.slot_max, max(_slot_numbers(plan.event), default=(0, "")))
+    _mark_unreachable_slots(plans)
     return plans
+
+
+def slot_bound(plans: list[PlannedEvent]) -> int:
+    """MaxSlot for this trace: one above the largest slot the trace holds, but never
+    above the number of Propose events plus one. A spec behaviour starts with empty
+    logs, and only Propose makes a new slot (one above the leader's top slot, which
+    BecomeLeader takes from the slots reported to it), so no spec state holds a slot
+    above the number of Propose steps taken: a larger number in a trace cannot
+    conform, and must not size the model."""
+    proposes = sum(1 for plan in plans if plan.event.action == "Propose")
+    largest = max((plan.slot_max[0] for plan in plans), default=0)
+    return min(largest, proposes) + 1
+
+
+def _mark_unreachable_slots(plans: list[PlannedEvent]) -> None:
+    bound = slot_bound(plans)
+    proposes = bound - 1
+    for plan in plans:
+        number, where = plan.slot_max
+        if number > bound and plan.unreachable is None:
+            plan.unreachable = (
+                f"{where} is {number}, and no spec state has that slot: the trace has "
+                f"{proposes} Propose event(s) in all, and each makes at most one new slot")
+            return
 
 
 def pin_of(message: dict) -> int:
@@ -317,21 +438,44 @@ def _plan_cuts(events: list[Event], plans: list[PlannedEvent]) -> None:
         cut[event.replica] = plan.log_start
 
 
+def _log_delta(log: dict[int, Entry], previous_log: dict[int, Entry], cut: int) -> str:
+    """The log slots above ``cut`` that changed since the replica's previous line."""
+    changed = sorted(s for s in set(log) | set(previous_log) if s > cut)
+    delta = []
+    for slot in changed:
+        now = log.get(slot)
+        if now != previous_log.get(slot):
+            delta.append((str(slot), tla_entry(now) if now is not None else "NoEntry"))
+    return tla_function(delta)
+
+
+UNREACHABLE_RECORD = '[k |-> "Unreachable"]'
+
+
 def event_record(plan: PlannedEvent, previous_log: dict[int, Entry]) -> str:
+    """The line as a TraceLog record; ``previous_log`` is the replica's log as its
+    previous checked line logged it."""
     event = plan.event
+    if plan.unreachable is not None:
+        # TraceNext has no step for it (the replay stops here); it holds none of the
+        # line's numbers, which may be far outside the model.
+        return UNREACHABLE_RECORD
     state = plan.state_event.state
     fields = [("line", str(event.line)), ("k", tla_string(plan.spec_action)),
               ("r", str(event.replica + 1)), ("check", "TRUE" if plan.check else "FALSE")]
+    if plan.pre_event is not None:
+        before = plan.pre_event.state
+        fields.append(("pre", tla_record([
+            ("role", tla_string(before.role)), ("promised", tla_ballot(before.promised)),
+            ("commit", str(before.commit_index)), ("logStart", str(before.log_start)),
+            ("cut", str(before.log_start)),
+            ("delta", _log_delta(before.log, previous_log, before.log_start))])))
+        previous_log = before.log
     if state is not None:
-        changed = sorted(s for s in set(state.log) | set(previous_log) if s > state.log_start)
-        delta = []
-        for slot in changed:
-            now = state.log.get(slot)
-            if now != previous_log.get(slot):
-                delta.append((str(slot), tla_entry(now) if now is not None else "NoEntry"))
         fields += [("role", tla_string(state.role)), ("promised", tla_ballot(state.promised)),
                    ("commit", str(state.commit_index)), ("logStart", str(plan.log_start)),
-                   ("cut", str(state.log_start)), ("delta", tla_function(delta))]
+                   ("cut", str(state.log_start)),
+                   ("delta", _log_delta(state.log, previous_log, state.log_start))]
     else:
         fields += [("role", '"none"'), ("promised", "<<0, 0>>"), ("commit", "0"),
                    ("logStart", str(plan.log_start)), ("cut", "0"), ("delta", tla_function([]))]
@@ -358,45 +502,36 @@ class Model:
     max_round: int
     max_slot: int
     values: list[str]
+    # The spec assumes |Q1| + |Q2| > N unless told not to; a trace of a cluster whose
+    # quorums do not intersect is checked as such, and its safety invariants decide.
+    quorums_intersect: bool = True
+    safety_invariants: tuple[str, ...] = ()
 
 
-def model_of(trace: Trace) -> Model:
-    """Constants just large enough for this trace."""
-    rounds = [0]
-    slots = [0]
+def model_of(trace: Trace, plans: list[PlannedEvent]) -> Model:
+    """Constants from the trace's extent, never from the size of its numbers: as many
+    rounds as the trace has distinct rounds (renumber_rounds), slots up to the largest
+    the trace holds but at most one per Propose event plus one (slot_bound), the batch
+    ids of the lines the replay can reach as values."""
     values: set[str] = set()
-
-    def see_entries(entries) -> None:
-        for slot, ballot, batch in entries:
-            slots.append(slot)
-            rounds.append(ballot[0])
-            values.add(batch)
-
-    for event in trace.events:
-        if event.state is not None:
-            rounds.append(event.state.promised[0])
-            slots.append(event.state.commit_index)
-            for slot, entry in event.state.log.items():
-                slots.append(slot)
-                rounds.append(entry.ballot[0])
-                values.add(entry.batch)
-        messages = [event.message] if event.message else []
-        messages += [s["message"] for s in event.sent]
-        for message in messages:
-            rounds.append(message["ballot"][0])
-            for name in ("slot", "commit_index", "image_index"):
-                if name in message:
-                    slots.append(message[name])
-            if "value" in message:
-                values.add(message["value"])
-            if "entries" in message:
-                see_entries(message["entries"])
-        if event.slot:
-            slots.append(event.slot)
+    for plan in plans:
+        if plan.unreachable is not None:
+            break
+        for event in (plan.event, plan.pre_event):
+            if event is None:
+                continue
+            if event.state is not None:
+                values.update(entry.batch for entry in event.state.log.values())
+            for message in [event.message] * (event.message is not None) + \
+                    [send["message"] for send in event.sent]:
+                if "value" in message:
+                    values.add(message["value"])
+                values.update(batch for _slot, _ballot, batch in message.get("entries", ()))
     values.discard(NOOP_BATCH)
     # One spare slot: Propose needs nextSlot \in Slots, and BecomeLeader may reach one past.
-    return Model(trace.replicas, trace.q1, trace.q2, max(rounds) + 1, max(slots) + 1,
-                 sorted(values))
+    return Model(trace.replicas, trace.q1, trace.q2, max(1, len(trace.rounds) - 1),
+                 slot_bound(plans), sorted(values), trace.q1 + trace.q2 > trace.replicas,
+                 trace.protocol.safety_invariants)
 
 
 TEMPLATE = "TraceLowPaxos.tla"
@@ -409,12 +544,14 @@ def write_module(trace: Trace, plans: list[PlannedEvent], name: str,
     in as a definition where the template declares ``CONSTANT TraceLog``. (Handing
     TLC the trace through ``TraceLog <- ...`` in the configuration is much slower:
     TLC 2.15 then rebuilds the whole sequence at every use.)"""
-    model = model_of(trace)
+    model = model_of(trace, plans)
     records = []
     logs: dict[int, dict[int, Entry]] = {}
     for plan in plans:
         replica = plan.event.replica
         records.append(event_record(plan, logs.get(replica, {})))
+        if plan.unreachable is not None:
+            break  # the replay stops at this line: the lines after it are not written
         state = plan.state_event.state
         if state is not None and plan.check:
             logs[replica] = state.log
@@ -443,8 +580,11 @@ def symmetry_definitions(spec_text: str) -> list[str]:
     return re.findall(r"^([A-Za-z_][A-Za-z0-9_]*) == Permutations\(", spec_text, re.M)
 
 
-def write_config(model: Model, invariant: str | None, init: str = "TraceInit",
-                 next_: str = "TraceNext", symmetries: list[str] = ()) -> str:
+def write_config(model: Model, invariants: str | list[str] | tuple[str, ...] | None,
+                 init: str = "TraceInit", next_: str = "TraceNext",
+                 symmetries: list[str] = ()) -> str:
+    if isinstance(invariants, str):
+        invariants = [invariants]
     return "\n".join([
         "\\* Generated by lowpaxos.conformance; do not edit.",
         "CONSTANTS",
@@ -457,11 +597,11 @@ def write_config(model: Model, invariant: str | None, init: str = "TraceInit",
         f"    Q1 = {model.q1}",
         f"    Q2 = {model.q2}",
         "    MaxMessages = 0",
-        "    CheckQuorumIntersection = TRUE",
+        f"    CheckQuorumIntersection = {'TRUE' if model.quorums_intersect else 'FALSE'}",
         "    LaggingCommitHint = TRUE",
         "    CutReplicas = " + tla_set(str(r) for r in range(1, model.replicas + 1)),
         f"INIT {init}",
         f"NEXT {next_}",
-        f"INVARIANT {invariant}" if invariant else "",
+        *(f"INVARIANT {name}" for name in invariants or ()),
         "",
     ])
