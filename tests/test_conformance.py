@@ -61,7 +61,22 @@ def test_bad_trace_is_rejected_at_its_line(bad):
     assert not verdict.conforms
     assert verdict.line == want, verdict.report
     assert f"{bad}:{want}:" in verdict.report
-    assert "actions enabled there" in verdict.report
+    # Why: a safety invariant violated there, a line no spec state can reach (found before
+    # TLC runs), or the actions enabled there and the closest successor.
+    assert (f"violates its safety invariant {verdict.violated}" in verdict.report
+            if verdict.violated else
+            "no spec state has that slot" in verdict.report
+            or "actions enabled there" in verdict.report), verdict.report
+
+
+def test_bad_traces_show_the_safety_and_line_checks():
+    """The two traces of issue 12, point 3, are in traces/bad/: an unsafe run of a cluster
+    whose quorums do not intersect fails the spec's Agreement at its line, and an
+    Agreement-violating state on a HandlePromise line just before BecomeLeader (which
+    conformed when that line's state was not compared) is rejected at that line."""
+    unsafe = check_trace(BAD_DIR / "quorums_disjoint_agreement.ndjson")
+    assert unsafe.violated == "Agreement" and unsafe.line == 11, unsafe.report
+    assert "slot 1: bset-x-1 in ballot <<1, 1>> by replica 0, bset-x-2" in unsafe.report
 
 
 def test_at_least_three_bad_traces():
