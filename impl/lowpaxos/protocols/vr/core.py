@@ -373,9 +373,12 @@ class VRReplica:
             return self._drop("awaiting_state")
         if message.op <= self.op:
             # A retry, or a duplicate: we hold it (ops of one view never change), so say so.
-            effects.send.append((source, PrepareOK(self.view, self.op, self.commit)))
+            # Traced: the PrepareOK may say more than the one sent before (a higher op).
+            self._drop("duplicate_prepare")
             self._learn_commit(message.commit, effects)
-            return self._drop("duplicate_prepare")
+            effects.send.append((source, PrepareOK(self.view, self.op, self.commit)))
+            self._trace(effects, "HandlePrepare", source, message, before=first_event)
+            return
         if message.op > self.op + 1:
             # A gap (lost Prepares): ask for the log after our op-number (§5.2, first case).
             self._drop("prepare_gap")
