@@ -369,6 +369,22 @@ def test_cli_json(capsys):
     assert "linearizable:            yes" in capsys.readouterr().out
 
 
+
+@pytest.mark.parametrize("protocol, options", [("vr", ["disk=none"]), ("vr", ["disk=sync"]),
+                                               ("lowpaxos", ["window_slots=4"])])
+def test_cli_runs_every_registered_protocol_with_its_options(capsys, protocol, options):
+    """`--protocol NAME --protocol-option NAME=VALUE` reaches the protocol's config; a
+    field the config lacks or a malformed option is a clear error (exit 2)."""
+    arguments = [item for option in options for item in ("--protocol-option", option)]
+    code = main(["sim", "--protocol", protocol, "--clients", "4", "--ops", "100", "--seed", "3",
+                 "--crashes", "1", "--loss", "0.01", "--json", *arguments])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["committed"] == 100 and result["linearizable"] is True
+    assert main(["sim", "--protocol", protocol, "--protocol-option", "no_such_field=1"]) == 2
+    assert "no_such_field" in capsys.readouterr().err
+    assert main(["sim", "--protocol", protocol, "--protocol-option", "window"]) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err
+
 def test_cli_undecided_check_is_counted_and_fails(capsys, monkeypatch):
     """A check that runs out of time is no pass: `lowpaxos sim` exits 1, --json counts
     the undecided keys, and the summary says UNDECIDED with the checker's explanation."""

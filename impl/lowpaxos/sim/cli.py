@@ -41,6 +41,19 @@ TRACE_PROTOCOL_OPTIONS = {
 }
 
 
+def parse_option(text: str) -> tuple[str, object]:
+    """NAME=VALUE of --protocol-option: an int, true/false, or the word as it is."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.isidentifier():
+        raise ValueError(f"--protocol-option {text!r}: expected NAME=VALUE")
+    if value in ("true", "false"):
+        return name, value == "true"
+    try:
+        return name, int(value)
+    except ValueError:
+        return name, value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", default="lowpaxos")
     parser.add_argument("--replicas", type=int, default=3)
@@ -59,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency", default="lan", help="lan, wan or a JSON rtt matrix file")
     parser.add_argument("--thrifty", type=_on_off, default=None, help="on or off")
     parser.add_argument("--batching", type=_on_off, default=None, help="on or off")
+    parser.add_argument("--protocol-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a field of the protocol's config (an int, true/false or a "
+                             "word, e.g. disk=none for VR); repeatable")
     parser.add_argument("--tick-us", type=int, default=None,
                         help="virtual length of a tick (default: 1000, longer on slow links)")
     parser.add_argument("--safety-ticks", type=int, default=200,
@@ -82,9 +98,13 @@ def command(args: argparse.Namespace) -> int:
         protocol_options["thrifty"] = args.thrifty
     if args.batching is not None:
         protocol_options["batching"] = args.batching
-    if args.trace is not None and args.protocol == "lowpaxos":
-        protocol_options.update(TRACE_PROTOCOL_OPTIONS)
     try:
+        if args.trace is not None:
+            # Every protocol with log cuts and transfers names these settings alike.
+            probe = spec.make_config(args.replicas)
+            protocol_options.update({name: value for name, value in TRACE_PROTOCOL_OPTIONS.items()
+                                     if hasattr(probe, name)})
+        protocol_options.update(parse_option(text) for text in args.protocol_option)
         config = spec.make_config(args.replicas, **protocol_options)
         where = topology.load(args.latency)
     except (TypeError, ValueError, OSError, KeyError) as error:
