@@ -375,14 +375,14 @@ def test_sigkill_inside_a_write_leaves_exactly_the_transactions_before_it(tmp_pa
     occurrence = random.Random(seed).randint(1, 12)
     path = tmp_path / "r.sqlite"
     process = subprocess.run(
-        [sys.executable, __file__, "write", str(path), str(seed), "800", point, str(occurrence)],
+        [sys.executable, __file__, "write", str(path), str(seed), "400", point, str(occurrence)],
         capture_output=True, text=True, timeout=120)
     assert process.returncode == -signal.SIGKILL, \
         f"the writer was not killed at {point!r} #{occurrence}: {process.stderr[-2000:]}"
     lines = process.stdout.splitlines()
     assert lines and lines[-1].startswith("kill ") and point in lines[-1], lines[-3:]
     reported = int(lines[-2]) if len(lines) >= 2 else 0  # records in committed transactions
-    records, boundaries = boundaries_of(seed, 800)
+    records, boundaries = boundaries_of(seed, 400)
     assert reported == 0 or reported in boundaries
     assert loaded_view(path) == durable_view(fold(records[:reported]))
 
