@@ -18,29 +18,96 @@
 (*  - a leader ignores Prepares above its ballot (the check-quorum lease    *)
 (*    in handle_prepare): the promise and lagging branches need a          *)
 (*    non-leader;                                                          *)
+(*  - RetryAccept only while some replica has not acknowledged the slot    *)
+(*    (the core resends to those only, so to nobody once all have);        *)
 (*  - a catch-up reply holds every committed entry the request asks for     *)
 (*    (the core's byte bound is never reached by these values);           *)
 (*  - RequestCatchup at a follower that follows a leader and has heard a   *)
 (*    commit index above its own from it (ghost variables follows, seen),   *)
 (*    which is when the core's catch-up timer asks;                        *)
-(*  - at most MaxCrashes crashes and MaxLosses lost messages per behaviour; *)
+(*  - a log cut (TruncateLog) is the core's cut policy applied at the spec's *)
+(*    moment with the spec's slot as its hint (the adapter drives it);      *)
+(*  - a replica serves a state transfer with an image of its current rows, *)
+(*    whose index is RowsIndex (the last slot that ran a command, or the    *)
+(*    index it last installed or restarted at), and only when that image    *)
+(*    is newer than the requester's commit index (the core drops the       *)
+(*    request otherwise);                                                  *)
+(*  - an image is one chunk (the replay's store is a few rows), so the     *)
+(*    chunk that starts a transfer also ends it: HandleSnapshotChunk and    *)
+(*    InstallSnapshot are one replay step (InstallStep). Alone, the spec's  *)
+(*    HandleSnapshotChunk changes no variable;                             *)
+(*  - each walk draws a mix (Mixes): caps on elections, crashes and lost   *)
+(*    messages, whether logs are cut, and weights that repeat the phase-2, *)
+(*    commit, catch-up and transfer steps among the actions TLC draws from; *)
 (*  - no step that changes nothing (see Changes).                          *)
-(* The log cut and the state transfer are not replayed (CutReplicas = {}). *)
 (***************************************************************************)
 EXTENDS LowPaxos, Sequences
 
 CONSTANTS
     Depth,       \* steps per printed behaviour
-    MaxCrashes,  \* crashes per behaviour, at most
-    MaxLosses    \* lost messages per behaviour, at most
+    Mixes        \* the walk mixes, a sequence of records (see MixTable); one is drawn per walk
 
 VARIABLES
     hist,     \* the steps so far, as tuples (see Record)
     follows,  \* ghost: the replica follows a leader (the core's leader_hint is set)
     seen,     \* ghost: the highest commit index a followed leader announced to it
-    faults    \* <<crashes, losses>> so far
+    floor,    \* ghost: the index r last installed an image at or restarted at (its rows' index)
+    budget,   \* <<elections, crashes, losses>> so far
+    mix       \* the walk's mix: an index into Mixes
 
-ghostVars == <<follows, seen>>
+ghostVars == <<follows, seen, floor>>
+counters == <<budget, mix>>
+
+(***************************************************************************)
+(* Mixes. TLC's simulation draws, at each step, one of the actions of the   *)
+(* next-state relation (a disjunct, one per value of a quantifier over a    *)
+(* constant set) among the enabled ones, then one of its successors. A      *)
+(* weight w repeats an action w times (\E w \in 1..MaxWeight, enabled for   *)
+(* w <= its weight), so that it is drawn w times as often. Repeating a mix   *)
+(* in Mixes draws it more often (one initial state per index).              *)
+(*  - "elections": up to MaxRound elections per replica, no cuts: phase 1   *)
+(*    with competing candidates, the mix of the first replay model;        *)
+(*  - "phase2": three elections, one at a time, when nobody leads, and     *)
+(*    faults (crash, loss, step-down) only after a first commit; then      *)
+(*    proposals, accepts, commits learned by heartbeats, catch-up, log     *)
+(*    cuts and state transfers, with a new leader after a step-down;       *)
+(*  - "recovery": three elections, no faults, no cuts, promises, proposals *)
+(*    and step-downs repeated: a leader that proposes to one follower and  *)
+(*    steps down, then candidates that must recover, slot by slot, the     *)
+(*    value of the highest ballot among promises of different ballots.     *)
+(***************************************************************************)
+MaxWeight == 4
+Kinds == {"StartElection", "HandlePrepare", "HandlePromise", "HandleReject", "Propose",
+          "RetryAccept", "HandleAccept", "HandleAccepted", "SendHeartbeat", "HandleHeartbeat",
+          "RequestCatchup", "HandleCatchupRequest", "HandleCatchupReply", "TruncateLog",
+          "InstallSnapshot", "Crash", "StepDown", "LoseMessage"}
+Uniform == [k \in Kinds |-> 1]
+ElectionsMix == [name |-> "elections", elections |-> 3 * MaxRound, crashes |-> 2, losses |-> 2,
+                 faultsAfter |-> 0, calm |-> FALSE, cuts |-> FALSE, weight |-> Uniform]
+Phase2Mix == [name |-> "phase2", elections |-> 3, crashes |-> 1, losses |-> 2, faultsAfter |-> 1,
+              calm |-> TRUE, cuts |-> TRUE,
+              weight |-> [Uniform EXCEPT !["Propose"] = 2, !["HandleAccept"] = 3,
+                                         !["HandleAccepted"] = 3, !["SendHeartbeat"] = 2,
+                                         !["HandleHeartbeat"] = 3, !["RequestCatchup"] = 4,
+                                         !["HandleCatchupRequest"] = 4,
+                                         !["HandleCatchupReply"] = 4, !["InstallSnapshot"] = 4]]
+RecoveryMix == [name |-> "recovery", elections |-> 3, crashes |-> 0, losses |-> 0, faultsAfter |-> 0,
+                calm |-> FALSE, cuts |-> FALSE,
+                weight |-> [Uniform EXCEPT !["HandlePromise"] = 3, !["Propose"] = 2,
+                                           !["HandleAccept"] = 2, !["StepDown"] = 3,
+                                           !["HandleHeartbeat"] = 2]]
+\* The default table: what the CI profile and make spec-replay draw from; and
+\* one mix alone (lowpaxos spec-replay run --mix NAME).
+MixTable == <<ElectionsMix, Phase2Mix, Phase2Mix, RecoveryMix>>
+OnlyElections == <<ElectionsMix>>
+OnlyPhase2 == <<Phase2Mix>>
+OnlyRecovery == <<RecoveryMix>>
+
+M == Mixes[mix]
+W(kind, w) == w <= M.weight[kind]
+\* Faults (crash, loss, step-down) only once some replica has committed M.faultsAfter
+\* slots: a walk that loses its first Prepare or its first leader ends early.
+FaultsOn == \E r \in Replicas : commitIndex[r] >= M.faultsAfter
 
 \* Messages as tuples (the Python side reads them by position).
 Enc(m) ==
@@ -74,23 +141,36 @@ Record(name, r, param) ==
     /\ Changes
     /\ hist' = Append(hist, <<name, r, param, {Enc(m) : m \in msgs' \ msgs}, Vars(r)'>>)
 
-Keep == UNCHANGED <<ghostVars, faults>>
+Keep == UNCHANGED <<ghostVars, counters>>
 Unfollow(r) == /\ follows' = [follows EXCEPT ![r] = FALSE]
-               /\ UNCHANGED <<seen, faults>>
+               /\ UNCHANGED <<seen, floor, counters>>
+
+\* The index of r's KVS rows, so of the image it serves: the last committed slot
+\* that ran a command (a NoOp runs none), or where it last installed an image or
+\* restarted (the rows it reopens are as of its commit index then).
+RowsIndex(r) ==
+    Max({floor[r]} \cup {s \in 1..commitIndex[r] : s <= Len(applied[r]) /\ applied[r][s] # NoOp})
 
 ReplayInit ==
     /\ Init
     /\ hist = <<>>
     /\ follows = [r \in Replicas |-> FALSE]
     /\ seen = [r \in Replicas |-> 0]
-    /\ faults = <<0, 0>>
+    /\ floor = [r \in Replicas |-> 0]
+    /\ budget = <<0, 0, 0>>
+    /\ mix \in 1..Len(Mixes)
 
+\* calm: one election at a time, when nobody leads or campaigns.
 StartElectionStep(r) ==
+    /\ budget[1] < M.elections
+    /\ M.calm => \A q \in Replicas : role[q] = "follower"
     /\ role[r] # "leader"
     /\ promised[r][1] + 1 <= MaxRound
     /\ StartElection(r)
     /\ promised'[r][1] = promised[r][1] + 1
-    /\ Unfollow(r)
+    /\ follows' = [follows EXCEPT ![r] = FALSE]
+    /\ budget' = <<budget[1] + 1, budget[2], budget[3]>>
+    /\ UNCHANGED <<seen, floor, mix>>
     /\ Record("StartElection", r, <<>>)
 
 HandlePrepareStep(r, m) ==
@@ -115,7 +195,10 @@ ProposeStep(r, v, targets) ==
     /\ Keep
     /\ Record("Propose", r, <<v, targets>>)
 
+\* The core resends to the replicas that have not acknowledged the slot: none when
+\* all have (a slot behind a gap that is not yet committed), so it sends nothing.
 RetryAcceptStep(r, s) ==
+    /\ acks[r][s] # Replicas
     /\ RetryAccept(r, s)
     /\ Keep
     /\ Record("RetryAccept", r, s)
@@ -125,7 +208,7 @@ Follow(r, m) ==
     IF GreaterEq(m.bal, promised[r])
     THEN /\ follows' = [follows EXCEPT ![r] = TRUE]
          /\ seen' = [seen EXCEPT ![r] = IF m.commitIndex > @ THEN m.commitIndex ELSE @]
-         /\ UNCHANGED faults
+         /\ UNCHANGED <<floor, counters>>
     ELSE Keep
 
 HandleAcceptStep(r, m) ==
@@ -156,8 +239,13 @@ RequestCatchupStep(r) ==
     /\ Keep
     /\ Record("RequestCatchup", r, <<>>)
 
+\* A reply holds every committed entry asked for; below the cut, the image is
+\* the one of l's current rows, sent only when newer than what was asked for.
 HandleCatchupRequestStep(l, m) ==
-    /\ HandleCatchupRequestMessage(l, m, commitIndex[l])
+    /\ IF m.type = "CatchupRequest" /\ m.commitIndex < logStart[l]
+       THEN /\ RowsIndex(l) > m.commitIndex
+            /\ HandleCatchupRequestMessage(l, m, RowsIndex(l))
+       ELSE HandleCatchupRequestMessage(l, m, commitIndex[l])
     /\ Keep
     /\ Record("HandleCatchupRequest", l, Enc(m))
 
@@ -166,50 +254,94 @@ HandleCatchupReplyStep(r, m) ==
     /\ Keep
     /\ Record("HandleCatchupReply", r, Enc(m))
 
+TruncateLogStep(r, i) ==
+    /\ M.cuts
+    /\ TruncateLogAt(r, i)
+    /\ Keep
+    /\ Record("TruncateLog", r, i)
+
+\* HandleSnapshotChunk(r, m) (which changes no variable of the spec) and then
+\* InstallSnapshot of m's image, as the core takes a one-chunk image: the step
+\* is recorded once, as InstallSnapshot with the chunk handled.
+InstallStep(r, m) ==
+    /\ m \in msgs
+    /\ m.type = "SnapshotChunk"
+    /\ m.to = r
+    /\ role[r] # "leader"
+    /\ InstallSnapshotAt(r, m.index)
+    /\ floor' = [floor EXCEPT ![r] = m.index]
+    /\ UNCHANGED <<follows, seen, counters>>
+    /\ Record("InstallSnapshot", r, Enc(m))
+
 CrashStep(r) ==
-    /\ faults[1] < MaxCrashes
+    /\ FaultsOn
+    /\ budget[2] < M.crashes
     /\ Crash(r)
     /\ follows' = [follows EXCEPT ![r] = FALSE]
     /\ seen' = [seen EXCEPT ![r] = commitIndex'[r]]
-    /\ faults' = <<faults[1] + 1, faults[2]>>
+    /\ floor' = [floor EXCEPT ![r] = commitIndex'[r]]
+    /\ budget' = <<budget[1], budget[2] + 1, budget[3]>>
+    /\ UNCHANGED mix
     /\ Record("Crash", r, commitIndex'[r])
 
 StepDownStep(r) ==
+    /\ FaultsOn
     /\ StepDown(r)
     /\ Unfollow(r)
     /\ Record("StepDown", r, <<>>)
 
 LoseMessageStep(m) ==
-    /\ faults[2] < MaxLosses
+    /\ FaultsOn
+    /\ budget[3] < M.losses
     /\ m \in msgs
     \* LoseMessage is \E m2 \in msgs : msgs' = msgs \ {m2} /\ ...: this m.
     /\ LoseMessage
     /\ msgs' = msgs \ {m}
-    /\ UNCHANGED ghostVars
-    /\ faults' = <<faults[1], faults[2] + 1>>
+    /\ UNCHANGED <<ghostVars, mix>>
+    /\ budget' = <<budget[1], budget[2], budget[3] + 1>>
     /\ hist' = Append(hist, <<"LoseMessage", 0, Enc(m), {}, <<>>>>)
 
+\* One disjunct per action and weight (see Mixes).
 ReplayNext ==
-    \/ \E r \in Replicas : StartElectionStep(r)
-    \/ \E r \in Replicas : \E m \in msgs : HandlePrepareStep(r, m)
-    \/ \E r \in Replicas : \E m \in msgs : HandlePromiseStep(r, m)
-    \/ \E r \in Replicas : \E m \in msgs : HandleRejectStep(r, m)
-    \/ \E r \in Replicas : \E v \in Values, targets \in ThriftyTargets(r) : ProposeStep(r, v, targets)
-    \/ \E r \in Replicas, s \in Slots : RetryAcceptStep(r, s)
-    \/ \E r \in Replicas : \E m \in msgs : HandleAcceptStep(r, m)
-    \/ \E r \in Replicas : \E m \in msgs : HandleAcceptedStep(r, m)
-    \/ \E r \in Replicas : SendHeartbeatStep(r)
-    \/ \E r \in Replicas : \E m \in msgs : HandleHeartbeatStep(r, m)
-    \/ \E r \in Replicas : RequestCatchupStep(r)
-    \/ \E l \in Replicas : \E m \in msgs : HandleCatchupRequestStep(l, m)
-    \/ \E r \in Replicas : \E m \in msgs : HandleCatchupReplyStep(r, m)
-    \/ \E r \in Replicas : CrashStep(r)
-    \/ \E r \in Replicas : StepDownStep(r)
-    \/ \E m \in msgs : LoseMessageStep(m)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("StartElection", w) /\ StartElectionStep(r)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("HandlePrepare", w) /\ \E m \in msgs : HandlePrepareStep(r, m)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("HandlePromise", w) /\ \E m \in msgs : HandlePromiseStep(r, m)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("HandleReject", w) /\ \E m \in msgs : HandleRejectStep(r, m)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("Propose", w) /\ \E v \in Values, targets \in ThriftyTargets(r) : ProposeStep(r, v, targets)
+    \/ \E w \in 1..MaxWeight, r \in Replicas, s \in Slots :
+          W("RetryAccept", w) /\ RetryAcceptStep(r, s)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("HandleAccept", w) /\ \E m \in msgs : HandleAcceptStep(r, m)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("HandleAccepted", w) /\ \E m \in msgs : HandleAcceptedStep(r, m)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("SendHeartbeat", w) /\ SendHeartbeatStep(r)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("HandleHeartbeat", w) /\ \E m \in msgs : HandleHeartbeatStep(r, m)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("RequestCatchup", w) /\ RequestCatchupStep(r)
+    \/ \E w \in 1..MaxWeight, l \in Replicas :
+          W("HandleCatchupRequest", w) /\ \E m \in msgs : HandleCatchupRequestStep(l, m)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("HandleCatchupReply", w) /\ \E m \in msgs : HandleCatchupReplyStep(r, m)
+    \/ \E w \in 1..MaxWeight, r \in Replicas, i \in Slots :
+          W("TruncateLog", w) /\ TruncateLogStep(r, i)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("InstallSnapshot", w) /\ \E m \in msgs : InstallStep(r, m)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("Crash", w) /\ CrashStep(r)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("StepDown", w) /\ StepDownStep(r)
+    \/ \E w \in 1..MaxWeight :
+          W("LoseMessage", w) /\ \E m \in msgs : LoseMessageStep(m)
 
+ReplaySpec == ReplayInit /\ [][ReplayNext]_<<vars, hist, ghostVars, counters>>
 
-ReplaySpec == ReplayInit /\ [][ReplayNext]_<<vars, hist, ghostVars, faults>>
-
-\* Printed once per behaviour, when it has Depth steps.
-Dump == Len(hist) = Depth => PrintT(<<"SPECREPLAY", hist>>)
+\* Printed once per behaviour, when it has Depth steps, with the walk's mix.
+Dump == Len(hist) = Depth => PrintT(<<"SPECREPLAY", hist, M.name>>)
 =============================================================================

@@ -2,11 +2,13 @@
 replay them against real cores (docs/spec-replay.md).
 
   lowpaxos spec-replay run [--protocol lowpaxos] [--traces N] [--depth D] [--seed S]
-                           [--min-behaviours M] [--save-dir DIR]
+                           [--mix all|NAME] [--min-behaviours M] [--save-dir DIR]
   lowpaxos spec-replay replay FILE [--protocol lowpaxos]
 
-Exit status: 0 every behaviour replayed (and at least M of them), 1 a divergence
-(printed, and saved under --save-dir), 2 bad input or TLC could not run.
+Exit status: 0 every behaviour replayed (and at least M of them, and, with the
+full mix, every action of the spec replayed but the listed exceptions), 1 a
+divergence (printed, and saved under --save-dir) or a coverage gap, 2 bad
+input or TLC could not run.
 """
 
 from __future__ import annotations
@@ -25,11 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_parser.add_argument("--traces", type=int, default=6500, help="TLC random walks (default 6500)")
     run_parser.add_argument("--depth", type=int, default=22, help="steps per behaviour (default 22)")
     run_parser.add_argument("--seed", type=int, default=1)
-    run_parser.add_argument("--max-crashes", type=int, default=2)
-    run_parser.add_argument("--max-losses", type=int, default=2)
+    run_parser.add_argument("--mix", default="all",
+                            help="walk mix of the replay model: all (default), or one mix by name")
     run_parser.add_argument("--min-behaviours", type=int, default=0,
                             help="fail unless at least this many distinct behaviours replayed")
     run_parser.add_argument("--save-dir", type=Path, default=Path("spec-replay-failures"))
+    run_parser.add_argument("--save-behaviours", type=Path, default=None,
+                            help="also write the generated behaviours to this file")
+    run_parser.add_argument("--stop-after", type=int, default=10,
+                            help="stop after this many divergences (default 10)")
+    run_parser.add_argument("--from", dest="from_file", type=Path, default=None,
+                            help="replay the behaviours of this file (--save-behaviours) "
+                                 "instead of running TLC")
     run_parser.add_argument("--spec-dir", type=Path, default=SPEC_DIR)
     replay_parser = commands.add_parser("replay", help="replay a saved behaviour file")
     replay_parser.add_argument("file", type=Path)
@@ -39,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     from lowpaxos.specreplay.generate import GenerateError, generate
     from lowpaxos.specreplay.models import MODELS
-    from lowpaxos.specreplay.replay import BehaviourFileError, Divergence, load, replay, run
+    from lowpaxos.specreplay.replay import (BehaviourFileError, Divergence, coverage_gaps,
+                                            coverage_report, load, load_all, replay, run,
+                                            save_all)
 
     if args.protocol not in MODELS:
         print(f"error: no replay model for {args.protocol!r} (have: {', '.join(MODELS)})",
@@ -59,25 +70,39 @@ def command(args: argparse.Namespace) -> int:
             return 1
         print(f"{args.file}: replayed {len(behaviour.steps)} steps, no divergence {counts or ''}")
         return 0
-    if args.traces < 1 or args.depth < 1 or args.max_crashes < 0 or args.max_losses < 0:
-        print("error: --traces and --depth must be positive, the fault bounds not negative",
-              file=sys.stderr)
+    if args.traces < 1 or args.depth < 1:
+        print("error: --traces and --depth must be positive", file=sys.stderr)
         return 2
-    try:
-        behaviours, tlc_seconds = generate(model.model, args.traces, args.depth, args.seed,
-                                           max_crashes=args.max_crashes,
-                                           max_losses=args.max_losses, spec_dir=args.spec_dir)
-    except GenerateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"TLC: {len(behaviours)} behaviours printed from {args.traces} walks in {tlc_seconds:.1f} s",
-          flush=True)
-    stats = run(behaviours, model.adapter, save_dir=args.save_dir)
+    if args.from_file is not None:
+        try:
+            behaviours = load_all(args.from_file)
+        except BehaviourFileError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"{len(behaviours)} behaviours read from {args.from_file}", flush=True)
+    else:
+        try:
+            behaviours, tlc_seconds = generate(model.model, args.traces, args.depth, args.seed,
+                                               mix=args.mix, spec_dir=args.spec_dir)
+        except GenerateError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"TLC: {len(behaviours)} behaviours printed from {args.traces} walks in "
+              f"{tlc_seconds:.1f} s", flush=True)
+        if args.save_behaviours is not None:
+            save_all(behaviours, args.save_behaviours)
+    stats = run(behaviours, model.adapter, save_dir=args.save_dir,
+                stop_after=max(1, args.stop_after))
     print(stats.summary())
+    gaps = coverage_gaps(stats, model.adapter, args.spec_dir)
+    print(coverage_report(stats, model.adapter, args.spec_dir))
     for divergence in stats.divergences:
         print(divergence.report())
     if stats.divergences:
         print(f"behaviours saved under {args.save_dir}/ (lowpaxos spec-replay replay FILE)")
+        return 1
+    if gaps and args.mix == "all" and args.from_file is None:
+        print(f"error: spec actions never replayed: {', '.join(gaps)}", file=sys.stderr)
         return 1
     if stats.distinct < args.min_behaviours:
         print(f"error: {stats.distinct} distinct behaviours, fewer than {args.min_behaviours}",

@@ -44,6 +44,7 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class Behaviour:
     steps: tuple[Step, ...]
+    mix: str = ""  # the walk mix the model drew (not part of the behaviour's identity)
 
     @property
     def key(self) -> tuple:
@@ -87,7 +88,7 @@ def parse_dumps(output: str) -> list[Behaviour]:
         value = tla_to_python(text)
         steps = tuple(Step(action, replica, param, sent, post)
                       for action, replica, param, sent, post in value[1])
-        behaviours.append(Behaviour(steps))
+        behaviours.append(Behaviour(steps, value[2] if len(value) > 2 else ""))
     return behaviours
 
 
@@ -99,12 +100,21 @@ class Model:
     config: str
 
 
-def write_config(model: Model, depth: int, max_crashes: int, max_losses: int, folder: Path) -> Path:
-    """A copy of the model's configuration with Depth, MaxCrashes and MaxLosses set."""
+# Mix tables of the replay model: "all" draws from every mix (MixTable), a mix's
+# name draws from that mix alone (ReplayLowPaxos.tla, "Mixes").
+MIX_TABLES = {"all": "MixTable", "elections": "OnlyElections", "phase2": "OnlyPhase2",
+              "recovery": "OnlyRecovery"}
+
+
+def write_config(model: Model, depth: int, folder: Path, mix: str = "all") -> Path:
+    """A copy of the model's configuration with Depth and the mix table set."""
     text = (HERE / model.config).read_text()
-    for name, value in (("Depth", depth), ("MaxCrashes", max_crashes), ("MaxLosses", max_losses)):
-        text, count = re.subn(rf"(?m)^(\s*{name}\s*=\s*)\d+", rf"\g<1>{value}", text)
-        assert count == 1, f"{model.config} sets {name} once"
+    text, count = re.subn(r"(?m)^(\s*Depth\s*=\s*)\d+", rf"\g<1>{depth}", text)
+    assert count == 1, f"{model.config} sets Depth once"
+    if mix not in MIX_TABLES:
+        raise GenerateError(f"no mix {mix!r} (have: {', '.join(MIX_TABLES)})")
+    text, count = re.subn(r"(?m)^(\s*Mixes\s*<-\s*)\w+", rf"\g<1>{MIX_TABLES[mix]}", text)
+    assert count == 1, f"{model.config} sets Mixes once"
     path = folder / model.config
     path.write_text(text)
     # TLC looks the configuration up beside the module, so the module goes there too.
@@ -112,15 +122,15 @@ def write_config(model: Model, depth: int, max_crashes: int, max_losses: int, fo
     return path
 
 
-def generate(model: Model, traces: int, depth: int, seed: int, *, max_crashes: int = 2,
-             max_losses: int = 3, spec_dir: Path = SPEC_DIR, timeout_s: float = 900.0
+def generate(model: Model, traces: int, depth: int, seed: int, *, mix: str = "all",
+             spec_dir: Path = SPEC_DIR, timeout_s: float = 900.0
              ) -> tuple[list[Behaviour], float]:
     """``traces`` random walks of ``depth`` steps from seed ``seed``: the behaviours
     TLC printed (see the module docstring) and TLC's seconds."""
     assert traces >= 1 and depth >= 1
     with tempfile.TemporaryDirectory(prefix="lowpaxos-specreplay-") as scratch:
         folder = Path(scratch)
-        config = write_config(model, depth, max_crashes, max_losses, folder)
+        config = write_config(model, depth, folder, mix)
         try:
             result = run_tlc(folder / model.module, config, workers=1, timeout_s=timeout_s,
                              library_dirs=(spec_dir,), keep_output=True,

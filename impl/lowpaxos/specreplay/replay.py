@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,9 @@ def replay(behaviour: Behaviour, adapter_factory, seed: int = 0) -> dict:
             raise
         except AssertionError as error:
             fail(f"core assertion failed in {step.action} at replica {step.replica}: {error}")
+        except Exception as error:  # noqa: BLE001 - a core that crashes diverges
+            fail(f"the core raised {type(error).__name__} in {step.action} at replica "
+                 f"{step.replica}: {error}")
         if outcome.took_step and step.action not in outcome.events \
                 and not adapter.silent_ok(step):
             fail(f"the core did not take {step.action} (its trace events: {outcome.events})")
@@ -166,10 +170,13 @@ class ReplayStats:
     steps: int = 0
     actions: collections.Counter = field(default_factory=collections.Counter)
     depths: collections.Counter = field(default_factory=collections.Counter)
+    mixes: collections.Counter = field(default_factory=collections.Counter)
     competing: int = 0  # behaviours in which two replicas campaign or lead with different ballots
     abstractions: collections.Counter = field(default_factory=collections.Counter)
     divergences: list = field(default_factory=list)
     replay_seconds: float = 0.0
+    # When the first divergence came: distinct behaviours replayed, seconds of replay.
+    first_divergence: tuple[int, float] | None = None
 
     def summary(self) -> str:
         depths = ", ".join(f"{d}: {n}" for d, n in sorted(self.depths.items()))
@@ -177,12 +184,16 @@ class ReplayStats:
                  f"{self.distinct_prefixes} distinct prefixes without the last step), "
                  f"{self.steps} steps in {self.replay_seconds:.1f} s",
                  f"depths: {depths}",
+                 "walk mixes: " + ", ".join(f"{m} {n}" for m, n in sorted(self.mixes.items())),
                  f"behaviours with two ballots competing: {self.competing}",
                  "actions: " + ", ".join(f"{a} {n}" for a, n in sorted(self.actions.items()))]
         if self.abstractions:
             lines.append("abstractions used: " + "; ".join(
                 f"{a} {n}" for a, n in sorted(self.abstractions.items())))
         lines.append(f"divergences: {len(self.divergences)}")
+        if self.first_divergence is not None:
+            lines.append(f"first divergence at distinct behaviour {self.first_divergence[0]}, "
+                         f"after {self.first_divergence[1]:.2f} s of replay")
         return "\n".join(lines)
 
 
@@ -218,11 +229,16 @@ def run(behaviours: list[Behaviour], adapter_factory, *, save_dir: Path | None =
         prefixes.add(behaviour.prefix)
         stats.steps += len(behaviour.steps)
         stats.depths[len(behaviour.steps)] += 1
-        stats.actions.update(step.action for step in behaviour.steps)
+        covers = getattr(adapter_factory, "COVERS", {})
+        for step in behaviour.steps:
+            stats.actions.update(covers.get(step.action, (step.action,)))
+        stats.mixes[behaviour.mix or "-"] += 1
         stats.competing += competing_ballots(behaviour)
         try:
             stats.abstractions.update(replay(behaviour, adapter_factory, seed=len(seen)))
         except Divergence as divergence:
+            if stats.first_divergence is None:
+                stats.first_divergence = (len(seen), time.monotonic() - started)
             stats.divergences.append(divergence)
             if save_dir is not None:
                 save(behaviour, save_dir / f"divergence-{len(stats.divergences)}.json")
@@ -232,6 +248,43 @@ def run(behaviours: list[Behaviour], adapter_factory, *, save_dir: Path | None =
     stats.distinct_prefixes = len(prefixes)
     stats.replay_seconds = time.monotonic() - started
     return stats
+
+
+def spec_actions(spec: Path) -> list[str]:
+    """The actions of a spec's next-state relation, in order: the name each disjunct
+    of ``Next ==`` applies (``\\/ \\E r \\in Replicas : StartElection(r)``, ``\\/ LoseMessage``)."""
+    lines = spec.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Next =="))
+    names = []
+    for line in lines[start + 1:]:  # bounded by the file
+        if not line.strip():
+            break
+        if not line.strip().startswith("\\/"):
+            continue
+        tail = line.split(":")[-1] if ":" in line else line.strip()[2:]
+        match = re.match(r"\s*([A-Z]\w*)", tail)
+        if match:
+            names.append(match.group(1))
+    return names
+
+
+def coverage_gaps(stats: ReplayStats, adapter, spec_dir: Path) -> list[str]:
+    """Spec actions never replayed, but those the adapter lists with a reason."""
+    excused = getattr(adapter, "NOT_REPLAYED", {})
+    return [a for a in spec_actions(spec_dir / adapter.SPEC)
+            if stats.actions.get(a, 0) == 0 and a not in excused]
+
+
+def coverage_report(stats: ReplayStats, adapter, spec_dir: Path) -> str:
+    """One line per spec action: how many replayed steps took it (or why none do)."""
+    excused = getattr(adapter, "NOT_REPLAYED", {})
+    lines = [f"spec actions of {adapter.SPEC} replayed:"]
+    for action in spec_actions(spec_dir / adapter.SPEC):
+        count = stats.actions.get(action, 0)
+        note = f"  (not replayed: {excused[action]})" if action in excused else \
+            ("  <- NEVER REPLAYED" if count == 0 else "")
+        lines.append(f"  {action:22s} {count:8d}{note}")
+    return "\n".join(lines)
 
 
 def _thaw(value):
@@ -261,6 +314,37 @@ def save(behaviour: Behaviour, path: Path) -> None:
 
 class BehaviourFileError(ValueError):
     pass
+
+
+def save_all(behaviours: list[Behaviour], path: Path) -> None:
+    """Many behaviours, one a line: [mix, steps] (``load_all`` reads them back)."""
+    with open(path, "w", encoding="utf-8") as file:
+        for behaviour in behaviours:
+            steps = [[s.action, s.replica, _thaw(s.param), _thaw(s.sent), _thaw(s.post)]
+                     for s in behaviour.steps]
+            file.write(json.dumps([behaviour.mix, steps]) + "\n")
+
+
+def load_all(path: Path) -> list[Behaviour]:
+    behaviours = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise BehaviourFileError(f"{path}: cannot read: {error}") from error
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            mix, steps = json.loads(line)
+            behaviours.append(Behaviour(tuple(
+                Step(str(a), int(r), _refreeze(p), _refreeze(s), _refreeze(post))
+                for a, r, p, s, post in steps), str(mix)))
+        except (ValueError, TypeError, KeyError, RecursionError) as error:
+            raise BehaviourFileError(f"{path}:{number}: not a list of replay steps: {error}") \
+                from error
+    if not behaviours:
+        raise BehaviourFileError(f"{path}:1: no behaviours")
+    return behaviours
 
 
 def load(path: Path) -> Behaviour:
