@@ -24,6 +24,11 @@ from lowpaxos.conformance.corpus import SimRun, sim_trace
 assert shutil.which("java") is not None, "TLC needs java: run the suite through `make test`"
 
 BAD_TRACES = sorted(BAD_DIR.glob("*.ndjson"))
+# Checked by `make conformance` only: rejected at line 257 of a 349-event trace after
+# three TLC runs (about 45 s); tests/test_conformance_input.py has a short trace with
+# the same kind of edit.
+LONG_BAD_TRACES = {"promise_line_disagrees"}
+SHORT_BAD_TRACES = [p for p in BAD_TRACES if p.stem not in LONG_BAD_TRACES]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +55,7 @@ def test_simulator_trace_with_faults_conforms(good_trace, capsys):
     assert "conforms" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("bad", BAD_TRACES, ids=[p.stem for p in BAD_TRACES])
+@pytest.mark.parametrize("bad", SHORT_BAD_TRACES, ids=[p.stem for p in SHORT_BAD_TRACES])
 def test_bad_trace_is_rejected_at_its_line(bad):
     """Each trace in traces/bad/ (a mutant's run, or a hand edit) is rejected exactly
     at the line its sidecar note names, with a report that names that line."""
@@ -67,16 +72,11 @@ def test_bad_trace_is_rejected_at_its_line(bad):
             if verdict.violated else
             "no spec state has that slot" in verdict.report
             or "actions enabled there" in verdict.report), verdict.report
-
-
-def test_bad_traces_show_the_safety_and_line_checks():
-    """The two traces of issue 12, point 3, are in traces/bad/: an unsafe run of a cluster
-    whose quorums do not intersect fails the spec's Agreement at its line, and an
-    Agreement-violating state on a HandlePromise line just before BecomeLeader (which
-    conformed when that line's state was not compared) is rejected at that line."""
-    unsafe = check_trace(BAD_DIR / "quorums_disjoint_agreement.ndjson")
-    assert unsafe.violated == "Agreement" and unsafe.line == 11, unsafe.report
-    assert "slot 1: bset-x-1 in ballot <<1, 1>> by replica 0, bset-x-2" in unsafe.report
+    if bad.stem == "quorums_disjoint_agreement":
+        # An unsafe run of a cluster whose quorums do not intersect, every line a spec
+        # step: the replay's Agreement check rejects it where two values are chosen.
+        assert verdict.violated == "Agreement", verdict.report
+        assert "slot 1: bset-x-1 in ballot <<1, 1>> by replica 0, bset-x-2" in verdict.report
 
 
 def test_at_least_three_bad_traces():
@@ -111,19 +111,19 @@ def test_edited_post_state_is_rejected_with_a_field_diff(good_trace, tmp_path):
 
 
 def test_edited_message_is_reported_missing_from_the_network(good_trace, tmp_path):
-    """A received message that no one sent (its ballot changed) is rejected at its line,
+    """A received message that no one sent (its round changed) is rejected at its line,
     and the report says the message is not in the network and how it differs."""
     lines = _lines(good_trace)
     index = next(i for i, line in enumerate(lines) if i > 20 and '"action":"HandleAccepted"' in line)
     event = json.loads(lines[index])
-    event["message"]["slot"] += 50
+    event["message"]["ballot"][0] += 1  # a round no Accepted of this slot carries
     lines[index] = json.dumps(event)
     edited = tmp_path / "edited-message.ndjson"
     edited.write_text("\n".join(lines) + "\n", encoding="utf-8")
     verdict = check_trace(edited)
     assert verdict.line == index + 1, verdict.report
     assert "not in the network" in verdict.report
-    assert "slot: logged" in verdict.report
+    assert "bal: logged" in verdict.report
 
 
 @pytest.mark.parametrize("corrupt, reason", [

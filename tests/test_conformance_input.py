@@ -184,7 +184,7 @@ def test_meta_line_is_validated(tmp_path, capsys, meta, reason):
 
 @pytest.mark.parametrize("edit, line, reason", [
     (lambda e: e["state"]["log"].update({"1": [[1, 0], "b\u00e9\x01"]}), 6, "must be a batch id"),
-    (lambda e: e["state"].update(commit_index=10**40), 6, "natural number up to 2147483647"),
+    (lambda e: e["state"].update(commit_index=10**40), 6, "state.commit_index must be a natural"),
     (lambda e: e.update(deep=json.loads("[" * 500 + "]" * 500)), 6, "nested deeper than"),
 ])
 def test_malformed_values_exit_2_through_the_cli(tmp_path, capsys, edit, line, reason):
@@ -199,6 +199,25 @@ def test_malformed_values_exit_2_through_the_cli(tmp_path, capsys, edit, line, r
     assert main(["conformance", "check", str(path)]) == 2
     error = capsys.readouterr().err
     assert f"{path}:{line}: " in error and reason in error and "Traceback" not in error, error
+
+
+def test_a_handlepromise_line_that_ends_in_becomeleader_is_compared(tmp_path, capsys):
+    """The line of a HandlePromise whose step ends in BecomeLeader logs the state before
+    the election; it is compared with the spec state before the step (it once was not,
+    and an Agreement-violating state there conformed: traces/bad/promise_line_disagrees).
+    Here replica 2's HandlePromise line claims slot 1 committed with replica 0's value in
+    replica 2's ballot: rejected at that line, with the fields that differ."""
+    lines = SMALL.read_text(encoding="utf-8").splitlines()
+    event = json.loads(lines[8])
+    assert event["action"] == "HandlePromise" and '"BecomeLeader"' in lines[9]
+    event["state"].update(commit_index=1, log={"1": [[1, 2], "bset-x-1"]})
+    lines[8] = json.dumps(event)
+    path = tmp_path / "promise.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["conformance", "check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}:9: event 8 (HandlePromise at replica 2) is not a step" in out, out
+    assert "commit_index: spec 0, trace 1" in out and "log[1]: spec (empty)" in out, out
 
 
 def test_a_huge_commit_index_diverges_without_sizing_the_model(tmp_path, capsys):
