@@ -15,7 +15,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "sim": ("lowpaxos.sim.cli", "run the deterministic simulator"),
     "replica": ("lowpaxos.runtime.replica", "run one replica of a real cluster (--cluster FILE --id I)"),
-    "cluster": ("lowpaxos.runtime.launcher", "run a local LowPaxos cluster on 127.0.0.1 (--replicas N)"),
+    "cluster": ("lowpaxos.runtime.launcher",
+                "run a local cluster on 127.0.0.1 (--replicas N --protocol lowpaxos|vr)"),
     "conformance": ("lowpaxos.conformance.cli", "check traces against spec/LowPaxos.tla (check TRACE | run)"),
     "spec-replay": ("lowpaxos.specreplay.cli", "replay behaviours TLC generates from the spec against real cores"),
 }

@@ -136,3 +136,32 @@ class Core(Protocol):
     def check_invariants(self) -> None:
         """Assert the core's local invariants (also called by the core after every step)."""
         ...
+
+    # Status a driver reads without knowing the protocol (the runtime's client path,
+    # INFO and logs). Reading changes nothing.
+
+    kvs: Any
+    """The core's replicated KVS (kvs.KeyValueStore): digest and row counts for INFO."""
+
+    @property
+    def leader_hint(self) -> int | None:
+        """The replica this one believes leads (LowPaxos's leader, VR's primary), or None."""
+        ...
+
+    @property
+    def commit_index(self) -> int:
+        """A progress counter that only rises while the core lives: every slot or op up
+        to it is committed (LowPaxos's commit point, VR's commit-number). A driver sees
+        that the cluster makes progress when it rises."""
+        ...
+
+    def is_leader(self) -> bool:
+        """This replica takes client commands itself now (others answer NOT_LEADER)."""
+        ...
+
+    def info_fields(self) -> list[tuple[str, object]]:
+        """The protocol's own status as (name, value) lines for the runtime's INFO
+        (docs/runtime.md). Shared names mean the same in every protocol: ``role``
+        (leader, follower, candidate, or a protocol's own), ``leader_hint``,
+        ``commit_index``, ``kvs_index``, ``kvs_digest``, ``kvs_keys``, ``log_start``."""
+        ...

@@ -21,12 +21,19 @@ class ProtocolSpec:
     make_config: Callable[..., Any]
     message_types: tuple[type, ...]
     record_types: tuple[type, ...]
+    # The meaning of the durable records over primitives (``apply``), which new_durable's
+    # class inherits and the runtime's SQLite storage (runtime/storage.py) inherits too,
+    # with the scalar and entry encodings the storage needs (durable.py of the protocol).
+    durable_fold: type
+    # config -> whether the core persists its KVS rows. False (VR's disk = "none"): the
+    # rows live in memory only, and a driver gives the core an in-memory row store.
+    rows_durable: Callable[[Any], bool]
 
 
 def _lowpaxos() -> ProtocolSpec:
     from lowpaxos.protocols.lowpaxos.config import LowPaxosConfig
     from lowpaxos.protocols.lowpaxos.core import LowPaxosReplica
-    from lowpaxos.protocols.lowpaxos.durable import DurableState
+    from lowpaxos.protocols.lowpaxos.durable import DurableFold, DurableState
     from lowpaxos.protocols.lowpaxos.messages import MESSAGE_TYPES, RECORD_TYPES
 
     def make_config(replicas: int, **options: Any) -> LowPaxosConfig:
@@ -36,14 +43,14 @@ def _lowpaxos() -> ProtocolSpec:
         return LowPaxosReplica(config, replica_id, rng, durable, trace)
 
     return ProtocolSpec("lowpaxos", make_core, DurableState, make_config, MESSAGE_TYPES,
-                        RECORD_TYPES)
+                        RECORD_TYPES, DurableFold, lambda config: True)
 
 
 def _vr() -> ProtocolSpec:
     from lowpaxos.protocols.vr import wire  # noqa: F401 - registers VR's messages in the codec
     from lowpaxos.protocols.vr.config import VRConfig
     from lowpaxos.protocols.vr.core import VRReplica
-    from lowpaxos.protocols.vr.durable import VRDurableState
+    from lowpaxos.protocols.vr.durable import VRDurableFold, VRDurableState
     from lowpaxos.protocols.vr.messages import MESSAGE_TYPES, RECORD_TYPES
 
     def make_config(replicas: int, **options: Any) -> VRConfig:
@@ -53,7 +60,7 @@ def _vr() -> ProtocolSpec:
         return VRReplica(config, replica_id, rng, durable, trace)
 
     return ProtocolSpec("vr", make_core, VRDurableState, make_config, MESSAGE_TYPES,
-                        RECORD_TYPES)
+                        RECORD_TYPES, VRDurableFold, lambda config: config.disk == "sync")
 
 
 PROTOCOLS: dict[str, ProtocolSpec] = {"lowpaxos": _lowpaxos(), "vr": _vr()}

@@ -10,8 +10,10 @@ describes the whole deployment (see docs/runtime.md for an example)::
     [limits]                     # optional, see Limits
     value_bytes_max = 1048576
 
-    [protocol]                   # optional LowPaxosConfig fields (times in ticks)
+    [protocol]                   # optional: which protocol, and its config fields (ticks)
+    name = "lowpaxos"            # a registry name: "lowpaxos" (the default) or "vr"
     window_slots = 8
+    # or, with the protocol's defaults, at the top:  protocol = "vr"
 
     [[replica]]
     id = 0
@@ -29,9 +31,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Any
+
 from lowpaxos import codec
-from lowpaxos.protocols.lowpaxos.config import LowPaxosConfig
+from lowpaxos.protocols.registry import PROTOCOLS
 from lowpaxos.runtime import fragments, framing
+
+DEFAULT_PROTOCOL = "lowpaxos"
 
 KEY_ENVIRONMENT_VARIABLE = "LOWPAXOS_CLUSTER_KEY"
 KEY_BYTES_MIN = 16
@@ -109,8 +115,10 @@ class ClusterSpec:
     data_dir: Path = Path("data")
     key_file: Path | None = None
     limits: Limits = field(default_factory=Limits)
-    protocol: LowPaxosConfig = field(default_factory=LowPaxosConfig)
+    # The protocol's config (the registry's make_config), and the protocol's name.
+    protocol: Any = field(default_factory=lambda: PROTOCOLS[DEFAULT_PROTOCOL].make_config(1))
     trace_dir: Path | None = None
+    protocol_name: str = DEFAULT_PROTOCOL
 
     def replica(self, replica_id: int) -> ReplicaAddress:
         for replica in self.replicas:
@@ -165,13 +173,7 @@ def load_cluster(path: str | os.PathLike) -> ClusterSpec:
     problem = limits.problem()
     if problem is not None:
         raise ClusterFileError(f"{path} [limits]: {problem}")
-    protocol_fields = dict(document.get("protocol", {}))
-    protocol_fields["replicas"] = len(replicas)
-    protocol = _dataclass_from(LowPaxosConfig, protocol_fields, f"{path} [protocol]")
-    try:
-        protocol.validate()
-    except ValueError as error:
-        raise ClusterFileError(f"{path} [protocol]: {error}") from None
+    protocol_name, protocol = _protocol_from(document.get("protocol", {}), len(replicas), path)
     tick_ms = document.get("tick_ms", 10)
     if not isinstance(tick_ms, int) or not 1 <= tick_ms <= 10_000:
         raise ClusterFileError(f"{path}: tick_ms must be an integer in 1..10000")
@@ -186,7 +188,34 @@ def load_cluster(path: str | os.PathLike) -> ClusterSpec:
         limits=limits,
         protocol=protocol,
         trace_dir=base / trace_dir if trace_dir else None,
+        protocol_name=protocol_name,
     )
+
+
+def _protocol_from(value: object, replicas: int, path: Path) -> tuple[str, Any]:
+    """The protocol's name and its validated config from the file's ``protocol``: a name
+    (``protocol = "vr"``), or a table of the protocol's config fields with an optional
+    ``name`` (TOML allows a key or a table of one name, not both). The fields are those
+    of the registry's make_config for that protocol; ``replicas`` comes from the file."""
+    what = f"{path} [protocol]"
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ClusterFileError(f"{what} must be a protocol name or a table")
+    fields = dict(value)
+    name = fields.pop("name", DEFAULT_PROTOCOL)
+    if name not in PROTOCOLS:
+        raise ClusterFileError(f"{what}: unknown protocol {name!r}; known: "
+                               f"{', '.join(PROTOCOLS)}")
+    if "replicas" in fields:
+        raise ClusterFileError(f"{what}: replicas is set by the [[replica]] tables")
+    make_config = PROTOCOLS[name].make_config
+    config_class = type(make_config(replicas))
+    _dataclass_from(config_class, {**fields, "replicas": replicas}, f"{what} ({name})")
+    try:
+        return name, make_config(replicas, **fields)
+    except (TypeError, ValueError) as error:
+        raise ClusterFileError(f"{what} ({name}): {error}") from None
 
 
 def _dataclass_from(cls, values: object, what: str):
@@ -245,8 +274,10 @@ def write_cluster_file(
     limits: dict | None = None,
     protocol: dict | None = None,
     trace_dir: str | None = None,
+    protocol_name: str = DEFAULT_PROTOCOL,
 ) -> None:
-    """Write a cluster file for replicas on one host (the launcher, tests, the bench)."""
+    """Write a cluster file for replicas on one host (the launcher, tests, the bench).
+    ``protocol``: the protocol's config fields; ``protocol_name``: which protocol."""
     lines = [
         "# lowpaxos cluster file (docs/runtime.md)",
         f"tick_ms = {tick_ms}",
@@ -255,6 +286,8 @@ def write_cluster_file(
     ]
     if trace_dir:
         lines.append(f'trace_dir = "{trace_dir}"')
+    if protocol_name != DEFAULT_PROTOCOL:
+        protocol = {"name": protocol_name, **(protocol or {})}
     for table, values in (("limits", limits), ("protocol", protocol)):
         if values:
             lines.append(f"\n[{table}]")

@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lowpaxos.runtime.cluster import new_key_hex, write_cluster_file
+from lowpaxos.protocols.registry import PROTOCOLS
+from lowpaxos.runtime.cluster import DEFAULT_PROTOCOL, new_key_hex, write_cluster_file
 
 READY_TIMEOUT_S = 20.0
 SUPERVISE_INTERVAL_S = 0.2  # how often the launcher looks at its replicas
@@ -57,8 +58,10 @@ class LocalCluster:
     def __init__(self, directory: str | Path, replicas: int = 3, *, tick_ms: int = 10,
                  limits: dict | None = None, protocol: dict | None = None, trace: bool = False,
                  proxied: bool = False, lifetime_s: float = 3600.0, log_to_files: bool = True,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, protocol_name: str = DEFAULT_PROTOCOL) -> None:
+        """``protocol_name``: a registry name; ``protocol``: that protocol's config fields."""
         self.directory = Path(directory)
+        self.protocol_name = protocol_name
         self.directory.mkdir(parents=True, exist_ok=True)
         self.count = replicas
         self.python = python
@@ -74,7 +77,8 @@ class LocalCluster:
         os.chmod(self.directory / "cluster.key", 0o600)
         write_cluster_file(self.cluster_file, self.udp_ports, self.resp_ports, tick_ms=tick_ms,
                            bind_ports=self.bind_ports if proxied else None, limits=limits,
-                           protocol=protocol, trace_dir="trace" if trace else None)
+                           protocol=protocol, trace_dir="trace" if trace else None,
+                           protocol_name=protocol_name)
         self.processes: dict[int, subprocess.Popen] = {}
 
     def start(self) -> None:
@@ -216,13 +220,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", default=None, help="working directory (default: a new temp dir)")
     parser.add_argument("--tick-ms", type=int, default=10)
     parser.add_argument("--trace", action="store_true", help="write NDJSON traces under DIR/trace")
+    parser.add_argument("--protocol", default=DEFAULT_PROTOCOL,
+                        help=f"the replication protocol: {', '.join(PROTOCOLS)} "
+                             f"(default {DEFAULT_PROTOCOL})")
     parser.add_argument("--seconds", type=float, default=3600.0,
                         help="stop by itself after this long (default one hour)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="lowpaxos cluster", description="Run a local LowPaxos cluster on 127.0.0.1.")
+        prog="lowpaxos cluster", description="Run a local cluster on 127.0.0.1.")
     add_arguments(parser)
     return command(parser.parse_args(argv))
 
@@ -233,9 +240,14 @@ def command(arguments: argparse.Namespace) -> int:
     if not 1 <= arguments.replicas <= 255:
         print("lowpaxos cluster: --replicas must lie in 1..255", file=sys.stderr)
         return 2
+    if arguments.protocol not in PROTOCOLS:
+        print(f"lowpaxos cluster: unknown protocol {arguments.protocol!r}; known: "
+              f"{', '.join(PROTOCOLS)}", file=sys.stderr)
+        return 2
     directory = Path(arguments.dir or tempfile.mkdtemp(prefix="lowpaxos-cluster-"))
     cluster = LocalCluster(directory, arguments.replicas, tick_ms=arguments.tick_ms,
-                           trace=arguments.trace, lifetime_s=arguments.seconds + 60)
+                           trace=arguments.trace, lifetime_s=arguments.seconds + 60,
+                           protocol_name=arguments.protocol)
     stop = {"now": False}
 
     def request_stop(signal_number, frame):
@@ -250,7 +262,7 @@ def command(arguments: argparse.Namespace) -> int:
             print(f"replica {replica_id}: RESP on 127.0.0.1:{port} (redis-cli -p {port}), "
                   f"pid {pids[replica_id]}", flush=True)
         print(f"cluster files and logs in {directory}", flush=True)
-        print(f"ready: {arguments.replicas} LowPaxos replicas; Ctrl-C stops", flush=True)
+        print(f"ready: {arguments.replicas} {arguments.protocol} replicas; Ctrl-C stops", flush=True)
         supervisor = Supervisor(cluster, time.monotonic(),
                                 lambda line: print(line, flush=True))
         deadline = time.monotonic() + arguments.seconds

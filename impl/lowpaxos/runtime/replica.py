@@ -1,4 +1,9 @@
-"""One LowPaxos replica process: the asyncio driver of the sans-I/O core.
+"""One replica process: the asyncio driver of a sans-I/O core of any registered protocol.
+
+The cluster file names the protocol (cluster.py); the core is built through the
+registry (protocols/registry.py) and read only through the status interface of
+core/api.py (``is_leader``, ``leader_hint``, ``commit_index``, ``kvs``,
+``info_fields``), so LowPaxos, VR and later EPaxos run here unchanged.
 
 Theory of operation
 -------------------
@@ -78,8 +83,8 @@ import traceback
 from collections import Counter, OrderedDict
 
 from lowpaxos import __version__, codec
-from lowpaxos.core.api import ClientReply, ClientRequest, Command, Effects, ReplyStatus
-from lowpaxos.protocols.lowpaxos.core import LowPaxosReplica, Role
+from lowpaxos.core.api import ClientReply, ClientRequest, Command, Core, Effects, ReplyStatus
+from lowpaxos.protocols.registry import PROTOCOLS
 from lowpaxos.runtime import framing, resp
 from lowpaxos.runtime.commands import BadArgument, CommandSpec, Session, check_key, check_value
 from lowpaxos.runtime.cluster import ClusterFileError, ClusterSpec, load_cluster, load_key
@@ -132,8 +137,9 @@ class Replica:
         self.limits = spec.limits
         self.me = spec.replica(replica_id)
         self.peer_addresses = {r.replica_id: r.address for r in spec.replicas}
+        self.protocol = PROTOCOLS[spec.protocol_name]
         self.storage = self.new_storage()
-        self.core: LowPaxosReplica | None = None
+        self.core: Core | None = None
         self.boot_us = time.time_ns() // 1000
         # Message counter: starts at the boot time in µs so ids never repeat across restarts.
         self.counter = self.boot_us
@@ -176,19 +182,21 @@ class Replica:
         """Load durable state (raises StorageCorrupt) and build the core from it."""
         durable = self.storage.load()
         self.core = self.new_core(durable)
-        self.log.info("storage_loaded", path=str(self.storage.path), promised=list(durable.promised),
-                      commit_index=durable.commit_index, store_index=durable.store_index,
-                      entries=len(durable.entries))
+        self.log.info("storage_loaded", path=str(self.storage.path),
+                      protocol=self.spec.protocol_name, commit_index=self.core.commit_index,
+                      store_index=durable.store_index, entries=len(durable.entries))
 
     def new_storage(self) -> SqliteStorage:
         return SqliteStorage(self.spec.database_path(self.replica_id), self.replica_id,
-                             images_max=self.spec.protocol.images_max)
+                             images_max=self.spec.protocol.images_max,
+                             protocol=self.spec.protocol_name,
+                             rows_durable=self.protocol.rows_durable(self.spec.protocol))
 
-    def new_core(self, durable) -> LowPaxosReplica:
+    def new_core(self, durable) -> Core:
         """A core built from ``durable``, with its trace file under the current boot."""
-        core = LowPaxosReplica(
+        core = self.protocol.make_core(
             self.spec.protocol, self.replica_id, random.Random(self.boot_us ^ self.replica_id),
-            durable=durable, trace=self.spec.trace_dir is not None,
+            durable, self.spec.trace_dir is not None,
         )
         if self.spec.trace_dir is not None:
             if self.trace is not None:
@@ -335,7 +343,7 @@ class Replica:
         self.core_failed = False
         self.stats["core_rebuilds"] += 1
         self.log.warning("core_rebuilt", commit_index=self.core.commit_index,
-                         promised=list(self.core.promised))
+                         role=dict(self.core.info_fields()).get("role"))
 
     # ----------------------------------------------------------------- inputs
 
@@ -672,7 +680,7 @@ class Replica:
 
     def leader_guess(self, avoid: int | None = None) -> int:
         core = self.core
-        if core.role is Role.LEADER:
+        if core.is_leader():
             return self.replica_id
         hint = core.leader_hint
         if hint is not None and hint != avoid:
@@ -769,23 +777,10 @@ class Replica:
             f"tick_ms:{self.spec.tick_ms}",
             "",
             "# Replication",
-            f"role:{core.role.value}",
-            f"leader_hint:{'' if core.leader_hint is None else core.leader_hint}",
-            f"ballot:{core.promised.round}/{core.promised.replica}",
-            f"ballot_round:{core.promised.round}",
-            f"ballot_replica:{core.promised.replica}",
-            f"commit_index:{core.commit_index}",
-            f"applied_index:{core.applied_index}",
-            f"snapshot_index:{core.rows_persisted_index}",  # the stored rows' index
-            # The KVS state: equal index and digest on two replicas mean equal rows.
-            f"kvs_index:{core.applied_index}",
-            f"kvs_digest:{core.kvs.digest()}",
-            f"kvs_keys:{core.kvs.rows.live_count(0)}",
-            f"transfer:{'none' if core.transfer is None else core.transfer.image_index}",
-            f"transfers_installed:{core.transfers_installed}",
-            f"log_start:{core.log_start}",
-            f"slots_in_memory:{len(core.log)}",
-            f"pending_commands:{len(core.pending)}",
+            f"protocol:{self.spec.protocol_name}",
+            # The protocol's own lines (core/api.py info_fields): role, leader_hint,
+            # commit_index, kvs_index, kvs_digest, ... under names every protocol shares.
+            *(f"{name}:{value}" for name, value in core.info_fields()),
             "",
             "# Stats",
             f"connected_clients:{self.connections}",
@@ -821,6 +816,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``lowpaxos replica`` options (lowpaxos.cli calls this)."""
     parser.add_argument("--cluster", required=True, help="cluster file (TOML)")
     parser.add_argument("--id", type=int, required=True, help="this replica's id in the file")
+    parser.add_argument("--protocol", default=None,
+                        help="refuse to start unless the cluster file names this protocol "
+                             f"({', '.join(PROTOCOLS)}); the file's protocol is used either way")
     parser.add_argument("--lifetime-seconds", type=float, default=None,
                         help="stop by itself after this long (tests and launchers set it)")
 
@@ -832,6 +830,10 @@ def command(arguments: argparse.Namespace) -> int:
     try:
         spec = load_cluster(arguments.cluster)
         spec.replica(arguments.id)
+        expected = getattr(arguments, "protocol", None)
+        if expected is not None and expected != spec.protocol_name:
+            raise ClusterFileError(f"{spec.path} names protocol {spec.protocol_name!r}, "
+                                   f"not {expected!r} as --protocol says")
         key = load_key(spec)
     except ClusterFileError as error:
         logger.error("bad_cluster_file", error=str(error))
@@ -849,7 +851,7 @@ def command(arguments: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lowpaxos replica", description="Run one LowPaxos replica.")
+    parser = argparse.ArgumentParser(prog="lowpaxos replica", description="Run one replica.")
     add_arguments(parser)
     return command(parser.parse_args(argv))
 

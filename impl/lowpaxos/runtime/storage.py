@@ -1,20 +1,31 @@
-"""Durable LowPaxos records in SQLite, one database per replica.
+"""Durable protocol records in SQLite, one database per replica, for every protocol.
 
-The core's persist records (SavePromise, SaveEntries, SaveCommit, SaveRows,
-SaveTruncate, SaveStaged, SaveInstall) are folded into tables by the one definition
-of their meaning, ``DurableFold.apply`` (durable.py), which ``DurableState`` (the
-simulator's disk) also uses: ``Mirror`` inherits it and supplies the primitives in
-SQL (write these entries, delete the log through a slot, empty the staging pair,
-flip the live pair). A restarted replica thus loads what the simulator would keep,
-except that the KVS rows stay on disk:
+A core's persist records (LowPaxos: SavePromise, SaveEntries, SaveCommit,
+SaveRows, SaveTruncate, SaveStaged, SaveInstall; VR: SaveStarted, SaveView, ...)
+are folded into tables by the one definition of their meaning, the protocol's
+fold (``DurableFold.apply`` in lowpaxos/durable.py, ``VRDurableFold.apply`` in
+vr/durable.py; the registry names it), which the protocol's in-memory durable
+state (the simulator's disk) also inherits. ``mirror_class(fold)`` here inherits
+it too and supplies the primitives in SQL (write these entries, delete the log
+above or through a slot, empty the staging pair, flip the live pair). A restarted
+replica thus loads what the simulator would keep, except that the KVS rows stay
+on disk. Nothing here knows what a record means; the fold names its scalar fields
+(``SCALARS``), the integer columns an entry has beside its batch
+(``ENTRY_COLUMNS``), the commit point whose slots the log must hold
+(``COMMIT_FIELD``), and the encodings of both.
 
-* ``meta(name, value, checksum)``: format, replica_id, promised, commit_index,
-  log_start, transfer (the state transfer in progress), live (which row pair holds
-  the KVS: "a" or "b"), rows_a and rows_b (each pair's index, digest, tombstone
-  horizon and row counts);
-* ``entries(slot, ballot_round, ballot_replica, batch, checksum)``;
+* ``meta(name, value, checksum)``: format, replica_id, protocol, one row per
+  scalar of the fold (LowPaxos: promised, commit_index, log_start, transfer; VR:
+  started, view, last_normal_view, status, commit, log_start, transfer), live
+  (which row pair holds the KVS: "a" or "b"), rows_a and rows_b (each pair's index,
+  digest, tombstone horizon and row counts);
+* ``entries(slot, <ENTRY_COLUMNS>, batch, checksum)`` (LowPaxos: ballot_round and
+  ballot_replica; VR: none, slot is the op-number);
 * ``kv_a``/``tomb_a`` and ``kv_b``/``tomb_b``: the rows and tombstones of the KVS
   and of the staging area (runtime/rowstore.py owns these tables).
+
+A file written before the ``protocol`` meta row existed is LowPaxos's; a file of
+another protocol than the cluster file names is refused.
 
 ``write(records)`` puts one batch's records in one transaction. The database is
 in WAL mode with ``synchronous=FULL``, so the commit returns only after the WAL
@@ -22,9 +33,10 @@ is fsynced: the runtime sends nothing of a batch before ``write`` returns. SaveI
 flips ``live`` and empties the old KVS pair in the same transaction, so a crash
 leaves either the old KVS or the installed one, never a mixture.
 
-``load()`` returns a ``StoredState``: the scalar fields and log entries the core
-reads, and ``open_store()``/``open_staging()``, which give SqliteRowStores over the
-tables; no row is read into memory.
+``load()`` returns a ``StoredState``: the fold's scalar fields and log entries the
+core reads, and ``open_store()``/``open_staging()``, which give SqliteRowStores
+over the tables; no row is read into memory. A protocol configured not to persist
+its rows (VR's disk = "none", ``rows_durable`` False) gets in-memory row stores.
 
 Every meta and entries row carries a CRC-32 of its contents. ``load`` runs ``PRAGMA
 integrity_check``, verifies every checksum, decodes every value, and checks the
@@ -58,20 +70,20 @@ from pathlib import Path
 import msgpack
 
 from lowpaxos import codec
-from lowpaxos.protocols.lowpaxos.durable import DurableFold
-from lowpaxos.protocols.lowpaxos.messages import BALLOT_ZERO, Ballot, Entry, Transfer
+from lowpaxos.kvs import MemoryRowStore
+from lowpaxos.protocols.registry import PROTOCOLS
 from lowpaxos.runtime import rowstore
 from lowpaxos.runtime.rowstore import PAIRS, PairMeta, SqliteRowStore, meta_name, other_pair
 
 # Format 1 kept the KVS as one snapshot blob in meta; format 2 keeps rows in tables.
 FORMAT = 2
-ENTRY_KEY = struct.Struct(">qqq")
 VERIFY_ROWS_AT_LOAD_MAX = 100_000
 WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, stated here so it is a decision
 JOURNAL_SIZE_LIMIT_BYTES = 8 << 20
 TABLES = {"meta", "entries"} | {f"{table}_{pair}" for table in ("kv", "tomb") for pair in PAIRS}
-META_NAMES = {"format", "replica_id", "promised", "commit_index", "log_start", "transfer", "live",
-              *(meta_name(pair) for pair in PAIRS)}
+# The meta rows of every protocol; the fold's SCALARS come on top.
+COMMON_META_NAMES = {"format", "replica_id", "protocol", "live", *(meta_name(pair) for pair in PAIRS)}
+PROTOCOL_BEFORE_META_ROW = "lowpaxos"  # files written before the protocol row existed
 
 
 class StorageCorrupt(RuntimeError):
@@ -82,8 +94,9 @@ def _meta_checksum(name: str, value: bytes) -> int:
     return zlib.crc32(name.encode() + b"\0" + value)
 
 
-def _entry_checksum(slot: int, ballot: Ballot, batch: bytes) -> int:
-    return zlib.crc32(ENTRY_KEY.pack(slot, ballot.round, ballot.replica) + batch)
+def _entry_checksum(slot: int, columns: tuple[int, ...], batch: bytes) -> int:
+    # For LowPaxos (slot, ballot round, ballot replica) as three big-endian int64s.
+    return zlib.crc32(struct.pack(f">{1 + len(columns)}q", slot, *columns) + batch)
 
 
 def _pack(value) -> bytes:
@@ -96,31 +109,6 @@ def encode_batch(batch) -> bytes:
 
 def decode_batch(data: bytes):
     return codec.BATCH.from_wire(msgpack.unpackb(data, raw=False))
-
-
-def _lists(value):
-    return [_lists(item) for item in value] if isinstance(value, tuple) else value
-
-
-def _tuples(value):
-    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
-
-
-def encode_transfer(transfer: Transfer | None):
-    if transfer is None:
-        return None
-    return [transfer.source, transfer.image_index, transfer.digest.to_bytes(16, "big"),
-            transfer.base, _lists(transfer.split), _lists(transfer.cursor)]
-
-
-def decode_transfer(value) -> Transfer | None:
-    if value is None:
-        return None
-    source, image_index, digest, base, split, cursor = value
-    if not isinstance(digest, bytes) or len(digest) != 16:
-        raise ValueError("transfer digest is not 16 bytes")
-    return Transfer(source, image_index, int.from_bytes(digest, "big"), base, _tuples(split),
-                    _tuples(cursor))
 
 
 class SqlRows:
@@ -164,34 +152,46 @@ class SqlRows:
         self.meta.tombstone_horizon = max(self.meta.tombstone_horizon, version)
 
 
-@dataclass
-class Mirror(DurableFold):
-    """The scalar meta rows as last committed, so writes need no reads.
+class SqlPrimitives:
+    """The primitives of a protocol's fold in SQL, and the scalars as last committed,
+    so writes need no reads.
 
-    A copy folds one transaction's records (``apply``, inherited from DurableFold:
-    the meaning of each record is written there once); the primitives below carry
-    them out in SQL on ``connection``, inside the transaction ``write`` opened."""
+    ``mirror_class(fold)`` puts this before the fold: a copy folds one transaction's
+    records (``apply``, inherited from the fold: the meaning of each record is written
+    there once), and the primitives below carry them out in SQL on ``connection``,
+    inside the transaction ``write`` opened. The scalar fields are attributes named by
+    the fold's ``SCALARS``."""
 
-    promised: Ballot = BALLOT_ZERO
-    commit_index: int = 0
-    log_start: int = 0
-    transfer: Transfer | None = None
-    live: str = "a"
-    pairs: dict[str, PairMeta] = field(default_factory=lambda: {pair: PairMeta() for pair in PAIRS})
-    connection: sqlite3.Connection | None = field(default=None, repr=False, compare=False)
+    SCALARS: tuple[str, ...]
+    ENTRY_COLUMNS: tuple[str, ...]
+    COMMIT_FIELD: str
 
-    def copy(self) -> "Mirror":
-        return replace(self, pairs={pair: meta.copy() for pair, meta in self.pairs.items()})
+    def __init__(self, scalars: dict, live: str = "a",
+                 pairs: dict[str, PairMeta] | None = None) -> None:
+        assert set(scalars) == set(self.SCALARS), "every scalar of the fold, no other"
+        for name, value in scalars.items():
+            setattr(self, name, value)
+        self.live = live
+        self.pairs = pairs if pairs is not None else {pair: PairMeta() for pair in PAIRS}
+        self.connection: sqlite3.Connection | None = None
+        marks = ", ".join("?" * (len(self.ENTRY_COLUMNS) + 3))
+        self.entry_marks = marks
+
+    def scalars(self) -> dict:
+        return {name: getattr(self, name) for name in self.SCALARS}
+
+    def copy(self):
+        return type(self)(self.scalars(), self.live,
+                          {pair: meta.copy() for pair, meta in self.pairs.items()})
 
     def meta_values(self) -> dict:
-        values = {"promised": list(self.promised), "commit_index": self.commit_index,
-                  "log_start": self.log_start, "transfer": encode_transfer(self.transfer),
-                  "live": self.live}
+        values = {name: self.scalar_to_stored(name, getattr(self, name)) for name in self.SCALARS}
+        values["live"] = self.live
         for pair, meta in self.pairs.items():
             values[meta_name(pair)] = meta.to_value()
         return values
 
-    # The primitives of DurableFold, in SQL.
+    # The primitives of the fold, in SQL.
 
     @property
     def store(self) -> SqlRows:
@@ -202,17 +202,20 @@ class Mirror(DurableFold):
         staging = other_pair(self.live)
         return SqlRows(self.connection, staging, self.pairs[staging])
 
-    def put_entries(self, entries: list[Entry]) -> None:
+    def put_entries(self, entries: list) -> None:
         rows = []
         for entry in entries:
-            batch = encode_batch(entry.batch)
-            rows.append((entry.slot, entry.ballot.round, entry.ballot.replica, batch,
-                         _entry_checksum(entry.slot, entry.ballot, batch)))
+            slot, columns, batch = self.entry_to_stored(entry)
+            data = encode_batch(batch)
+            rows.append((slot, *columns, data, _entry_checksum(slot, columns, data)))
         # REPLACE: a slot written again (a re-accept under a higher ballot) takes the new row.
-        self.connection.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", rows)
+        self.connection.executemany(f"INSERT OR REPLACE INTO entries VALUES ({self.entry_marks})", rows)
 
     def drop_entries_through(self, slot: int) -> None:
         self.connection.execute("DELETE FROM entries WHERE slot <= ?", (slot,))
+
+    def drop_entries_above(self, slot: int) -> None:
+        self.connection.execute("DELETE FROM entries WHERE slot > ?", (slot,))
 
     def empty_staging(self) -> None:
         staging = other_pair(self.live)
@@ -226,23 +229,44 @@ class Mirror(DurableFold):
         self.pairs[old] = PairMeta()
 
 
-@dataclass
+_MIRROR_CLASSES: dict[type, type] = {}
+
+
+def mirror_class(fold: type) -> type:
+    """The SQL mirror of ``fold``: its ``apply`` over SqlPrimitives (one class per fold)."""
+    if fold not in _MIRROR_CLASSES:
+        _MIRROR_CLASSES[fold] = type(f"Sql{fold.__name__}", (SqlPrimitives, fold), {})
+    return _MIRROR_CLASSES[fold]
+
+
+def fresh_scalars(protocol: str) -> dict:
+    """The scalars of an empty durable state of ``protocol`` (its new_durable's defaults)."""
+    spec = PROTOCOLS[protocol]
+    empty = spec.new_durable()
+    return {name: getattr(empty, name) for name in spec.durable_fold.SCALARS}
+
+
 class StoredState:
-    """What ``load`` returns: DurableState's fields as the core reads them, with the
-    rows left on disk (``open_store``/``open_staging`` give row stores over them)."""
+    """What ``load`` returns: the protocol's durable fields as its core reads them
+    (attributes named by the fold's SCALARS, ``entries`` by slot, ``store_index``),
+    with the rows left on disk (``open_store``/``open_staging`` give row stores)."""
 
-    promised: Ballot
-    entries: dict[int, Entry]
-    commit_index: int
-    log_start: int
-    transfer: Transfer | None
-    store_index: int
-    storage: "SqliteStorage" = field(repr=False, compare=False)
+    def __init__(self, scalars: dict, entries: dict, store_index: int,
+                 storage: "SqliteStorage") -> None:
+        for name, value in scalars.items():
+            setattr(self, name, value)
+        self.entries = entries
+        self.store_index = store_index
+        self.storage = storage
 
-    def open_store(self) -> SqliteRowStore:
+    def open_store(self):
+        if not self.storage.rows_durable:
+            return MemoryRowStore()
         return self.storage.open_rows(self.storage.mirror.live)
 
-    def open_staging(self) -> SqliteRowStore:
+    def open_staging(self):
+        if not self.storage.rows_durable:
+            return MemoryRowStore()
         return self.storage.open_rows(other_pair(self.storage.mirror.live))
 
 
@@ -255,15 +279,22 @@ class SqliteStorage:
     def __init__(self, path: str | Path, replica_id: int,
                  cache_rows_max: int = rowstore.CACHE_ROWS_MAX,
                  cache_bytes_max: int = rowstore.CACHE_BYTES_MAX,
-                 images_max: int = rowstore.IMAGES_MAX) -> None:
+                 images_max: int = rowstore.IMAGES_MAX, *, protocol: str = "lowpaxos",
+                 rows_durable: bool = True) -> None:
+        """``protocol``: a registry name, whose fold gives the records their meaning.
+        ``rows_durable`` False: the core keeps its rows in memory (load's row stores)."""
         self.path = Path(path)
         self.replica_id = replica_id
         self.cache_rows_max = cache_rows_max
         self.cache_bytes_max = cache_bytes_max
         self.images_max = images_max
+        self.protocol = protocol
+        self.rows_durable = rows_durable
+        self.fold = PROTOCOLS[protocol].durable_fold
+        self.mirror_class = mirror_class(self.fold)
         self.connection: sqlite3.Connection | None = None
         self.reader: sqlite3.Connection | None = None
-        self.mirror = Mirror()
+        self.mirror = self.mirror_class(fresh_scalars(protocol))
         self.row_stores: list[SqliteRowStore] = []
         self.transactions = 0
         self.records_written = 0
@@ -307,14 +338,15 @@ class SqliteStorage:
         c.execute("BEGIN IMMEDIATE")
         c.execute("CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB NOT NULL,"
                   " checksum INTEGER NOT NULL)")
-        c.execute("CREATE TABLE entries(slot INTEGER PRIMARY KEY, ballot_round INTEGER NOT NULL,"
-                  " ballot_replica INTEGER NOT NULL, batch BLOB NOT NULL,"
-                  " checksum INTEGER NOT NULL)")
+        columns = "".join(f" {name} INTEGER NOT NULL," for name in self.fold.ENTRY_COLUMNS)
+        c.execute(f"CREATE TABLE entries(slot INTEGER PRIMARY KEY,{columns}"
+                  " batch BLOB NOT NULL, checksum INTEGER NOT NULL)")
         for pair in PAIRS:
             rowstore.create_pair(c, pair)
         self._put_meta("format", FORMAT)
         self._put_meta("replica_id", self.replica_id)
-        for name, value in Mirror().meta_values().items():
+        self._put_meta("protocol", self.protocol)
+        for name, value in self.mirror_class(fresh_scalars(self.protocol)).meta_values().items():
             self._put_meta(name, value)
         c.execute("COMMIT")
 
@@ -349,19 +381,25 @@ class SqliteStorage:
             )
         if tables != TABLES:
             raise self._corrupt(f"tables {sorted(tables)}, expected {sorted(TABLES)}")
-        if set(meta) != META_NAMES:
-            raise self._corrupt(f"meta rows {sorted(meta)}, expected {sorted(META_NAMES)}")
+        protocol = meta.pop("protocol", PROTOCOL_BEFORE_META_ROW)
+        if protocol != self.protocol:
+            raise StorageCorrupt(
+                f"{self.path} holds the state of protocol {protocol!r}, not {self.protocol!r} "
+                f"as the cluster file says; the replica refuses to start. Use a data_dir of "
+                f"the protocol's own (or move the file aside to rejoin empty)."
+            )
+        fold = self.fold
+        expected = (COMMON_META_NAMES - {"protocol"}) | set(fold.SCALARS)
+        if set(meta) != expected:
+            raise self._corrupt(f"meta rows {sorted(meta)}, expected {sorted(expected)}")
         if meta["replica_id"] != self.replica_id:
             raise StorageCorrupt(
                 f"{self.path} belongs to replica {meta['replica_id']}, not {self.replica_id}; "
                 f"the replica refuses to start"
             )
         try:
-            mirror = Mirror(
-                promised=Ballot(*meta["promised"]),
-                commit_index=int(meta["commit_index"]),
-                log_start=int(meta["log_start"]),
-                transfer=decode_transfer(meta["transfer"]),
+            mirror = self.mirror_class(
+                {name: fold.scalar_from_stored(name, meta[name]) for name in fold.SCALARS},
                 live=meta["live"],
                 pairs={pair: PairMeta.from_value(meta[meta_name(pair)]) for pair in PAIRS},
             )
@@ -370,23 +408,23 @@ class SqliteStorage:
         if mirror.live not in PAIRS:
             raise self._corrupt(f"live pair {mirror.live!r}")
         store_index = mirror.pairs[mirror.live].index
-        if not mirror.log_start <= store_index <= mirror.commit_index:
+        commit = getattr(mirror, fold.COMMIT_FIELD)
+        if not mirror.log_start <= store_index <= commit:
             raise self._corrupt(f"log_start {mirror.log_start} <= store index {store_index}"
-                                f" <= commit {mirror.commit_index} fails")
-        entries: dict[int, Entry] = {}
-        for slot, ballot_round, ballot_replica, batch, checksum in c.execute(
-            "SELECT slot, ballot_round, ballot_replica, batch, checksum FROM entries"
-        ):
-            ballot = Ballot(ballot_round, ballot_replica)
-            if not isinstance(batch, bytes) or _entry_checksum(slot, ballot, batch) != checksum:
+                                f" <= commit {commit} fails")
+        entries: dict = {}
+        width = len(fold.ENTRY_COLUMNS)
+        for row in c.execute("SELECT * FROM entries"):
+            slot, columns, batch, checksum = row[0], row[1:1 + width], row[-2], row[-1]
+            if not isinstance(batch, bytes) or _entry_checksum(slot, columns, batch) != checksum:
                 raise self._corrupt(f"checksum mismatch in log slot {slot}")
             if slot <= mirror.log_start:
                 raise self._corrupt(f"log slot {slot} at or below log_start {mirror.log_start}")
             try:
-                entries[slot] = Entry(slot, ballot, decode_batch(batch))
+                entries[slot] = fold.entry_from_stored(slot, columns, decode_batch(batch))
             except Exception:  # noqa: BLE001
                 raise self._corrupt(f"log slot {slot} does not decode") from None
-        for slot in range(store_index + 1, mirror.commit_index + 1):
+        for slot in range(store_index + 1, commit + 1):
             if slot not in entries:
                 raise self._corrupt(f"committed slot {slot} is missing")
         rows = sum(meta.data_rows + meta.session_rows for meta in mirror.pairs.values())
@@ -396,15 +434,7 @@ class SqliteStorage:
                 if problem is not None:
                     raise self._corrupt(problem)
         self.mirror = mirror
-        return StoredState(
-            promised=mirror.promised,
-            entries=entries,
-            commit_index=mirror.commit_index,
-            log_start=mirror.log_start,
-            transfer=mirror.transfer,
-            store_index=store_index,
-            storage=self,
-        )
+        return StoredState(mirror.scalars(), entries, store_index, self)
 
     def open_rows(self, pair: str) -> SqliteRowStore:
         """A row store over ``pair`` as last committed (StoredState.open_store/open_staging)."""
@@ -480,9 +510,20 @@ class SqliteStorage:
                 setattr(self, name, None)
 
 
+def stored_protocol(path: str | Path) -> str:
+    """The protocol whose state a replica's file holds (files without the row: LowPaxos's)."""
+    connection = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        row = connection.execute("SELECT value FROM meta WHERE name = 'protocol'").fetchone()
+    finally:
+        connection.close()
+    return PROTOCOL_BEFORE_META_ROW if row is None else msgpack.unpackb(row[0], raw=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m lowpaxos.runtime.storage verify FILE ID``: every check of load, the
-    rows against their digests included; run it on a stopped replica's file or a copy."""
+    rows against their digests included; run it on a stopped replica's file or a copy.
+    The protocol is the one the file records."""
     parser = argparse.ArgumentParser(prog="python -m lowpaxos.runtime.storage")
     parser.add_argument("action", choices=["verify"])
     parser.add_argument("file")
@@ -491,16 +532,25 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(arguments.file).exists():
         print(f"{arguments.file}: no such file", file=sys.stderr)
         return 2
-    storage = SqliteStorage(arguments.file, arguments.replica_id)
+    try:
+        protocol = stored_protocol(arguments.file)
+    except (sqlite3.DatabaseError, ValueError) as error:
+        print(f"{arguments.file}: cannot read its protocol: {error}", file=sys.stderr)
+        return 2
+    if protocol not in PROTOCOLS:
+        print(f"{arguments.file}: unknown protocol {protocol!r}", file=sys.stderr)
+        return 2
+    storage = SqliteStorage(arguments.file, arguments.replica_id, protocol=protocol)
     try:
         state = storage.load(verify_rows=True)
     except StorageCorrupt as error:
         print(error, file=sys.stderr)
         return 2
     live = storage.mirror.pairs[storage.mirror.live]
+    commit = getattr(state, storage.fold.COMMIT_FIELD)
     print(f"{arguments.file}: ok; store index {state.store_index}, {live.data_rows} keys, "
           f"{live.session_rows} sessions, {len(state.entries)} log entries, "
-          f"commit {state.commit_index}")
+          f"commit {commit}; protocol {protocol}")
     storage.close()
     return 0
 

@@ -258,6 +258,33 @@ class LowPaxosReplica:
     def drop_counts(self) -> dict[str, int]:
         return dict(self.drops)
 
+    # The status drivers read (core/api.py): leader_hint, commit_index and kvs are fields.
+
+    def is_leader(self) -> bool:
+        return self.role is Role.LEADER
+
+    def info_fields(self) -> list[tuple[str, object]]:
+        """The runtime's INFO lines for LowPaxos (names fixed: tests and tools read them)."""
+        return [
+            ("role", self.role.value),
+            ("leader_hint", "" if self.leader_hint is None else self.leader_hint),
+            ("ballot", f"{self.promised.round}/{self.promised.replica}"),
+            ("ballot_round", self.promised.round),
+            ("ballot_replica", self.promised.replica),
+            ("commit_index", self.commit_index),
+            ("applied_index", self.applied_index),
+            ("snapshot_index", self.rows_persisted_index),  # the stored rows' index
+            # The KVS state: equal index and digest on two replicas mean equal rows.
+            ("kvs_index", self.applied_index),
+            ("kvs_digest", self.kvs.digest()),
+            ("kvs_keys", self.kvs.rows.live_count(0)),
+            ("transfer", "none" if self.transfer is None else self.transfer.image_index),
+            ("transfers_installed", self.transfers_installed),
+            ("log_start", self.log_start),
+            ("slots_in_memory", len(self.log)),
+            ("pending_commands", len(self.pending)),
+        ]
+
     # ------------------------------------------------------------- elections
 
     def start_election(self, effects: Effects) -> None:

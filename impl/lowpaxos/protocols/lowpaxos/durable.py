@@ -9,7 +9,8 @@ scalar fields and opens its stores with ``open_store()`` and ``open_staging()``.
 that fold records inherit it and supply only primitives that decide nothing
 (write these log entries, delete the log through a slot, empty the staging rows,
 make the staging rows the store): ``DurableState`` below in memory, and the
-runtime's ``storage.Mirror`` in SQL. tests/test_storage_crash.py checks that
+runtime's storage (``storage.mirror_class(DurableFold)``, the registry names the
+fold) in SQL. tests/test_storage_crash.py checks that
 what SQLite reads back after a restart equals the in-memory fold of the same
 records, so the SQL primitives are checked against the memory ones.
 """
@@ -17,6 +18,7 @@ records, so the SQL primitives are checked against the memory ones.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from lowpaxos.kvs import MemoryRowStore
 from lowpaxos.protocols.lowpaxos.messages import (
@@ -44,6 +46,13 @@ class DurableFold:
     row pair). It supplies the primitives below, which carry out a decision made
     here and make none of their own.
     """
+
+    # What the runtime's storage keeps for this fold (runtime/storage.py): one meta row
+    # per scalar field; log entries keyed by slot with the ballot's two integers beside
+    # the batch; the commit point whose slots the stored log must hold.
+    SCALARS = ("promised", "commit_index", "log_start", "transfer")
+    ENTRY_COLUMNS = ("ballot_round", "ballot_replica")
+    COMMIT_FIELD = "commit_index"
 
     promised: Ballot
     commit_index: int
@@ -109,6 +118,56 @@ class DurableFold:
         if log_start > self.log_start:
             self.log_start = log_start
             self.drop_entries_through(log_start)
+
+    # Encodings for the runtime's storage (msgpack values; no meaning decided here).
+
+    @staticmethod
+    def scalar_to_stored(name: str, value: Any) -> Any:
+        if name == "promised":
+            return list(value)
+        if name == "transfer" and value is not None:
+            return [value.source, value.image_index, value.digest.to_bytes(16, "big"),
+                    value.base, _lists(value.split), _lists(value.cursor)]
+        return value
+
+    @staticmethod
+    def scalar_from_stored(name: str, value: Any) -> Any:
+        """The field from its stored value; ValueError or TypeError for a wrong shape."""
+        if name == "promised":
+            return Ballot(*value)
+        if name == "transfer":
+            return decode_transfer(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} is not an integer")
+        return value
+
+    @staticmethod
+    def entry_to_stored(entry: Entry) -> tuple[int, tuple[int, ...], Any]:
+        """(slot, the ENTRY_COLUMNS values, the batch)."""
+        return entry.slot, (entry.ballot.round, entry.ballot.replica), entry.batch
+
+    @staticmethod
+    def entry_from_stored(slot: int, columns: tuple[int, ...], batch: Any) -> Entry:
+        return Entry(slot, Ballot(*columns), batch)
+
+
+def decode_transfer(value) -> Transfer | None:
+    """A stored transfer (DurableFold.scalar_to_stored's form) back as a Transfer."""
+    if value is None:
+        return None
+    source, image_index, digest, base, split, cursor = value
+    if not isinstance(digest, bytes) or len(digest) != 16:
+        raise ValueError("transfer digest is not 16 bytes")
+    return Transfer(source, image_index, int.from_bytes(digest, "big"), base, _tuples(split),
+                    _tuples(cursor))
+
+
+def _lists(value):
+    return [_lists(item) for item in value] if isinstance(value, tuple) else value
+
+
+def _tuples(value):
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
 
 
 @dataclass

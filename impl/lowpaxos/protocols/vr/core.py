@@ -259,6 +259,50 @@ class VRReplica:
     def drop_counts(self) -> dict[str, int]:
         return dict(self.drops)
 
+    # The status drivers read (core/api.py) under the names every protocol shares.
+
+    def is_leader(self) -> bool:
+        return self.is_primary()
+
+    @property
+    def leader_hint(self) -> int | None:
+        """§4: the primary of our view, while we are normal in it (NOT_LEADER's hint)."""
+        return self.primary_of(self.view) if self.status is Status.NORMAL else None
+
+    @property
+    def commit_index(self) -> int:
+        """The commit-number: every op up to it is committed and executed here."""
+        return self.commit
+
+    def info_fields(self) -> list[tuple[str, object]]:
+        """The runtime's INFO lines: LowPaxos's names where they mean the same (a
+        view-change is ``candidate``, recovering ``recovering``), then VR's own."""
+        if self.status is Status.NORMAL:
+            role = "leader" if self.is_primary() else "follower"
+        else:
+            role = "candidate" if self.status is Status.VIEW_CHANGE else "recovering"
+        hint = self.leader_hint
+        return [
+            ("role", role),
+            ("leader_hint", "" if hint is None else hint),
+            ("view", self.view),
+            ("status", self.status.value),
+            ("last_normal_view", self.last_normal_view),
+            ("op", self.op),
+            ("commit_index", self.commit),
+            ("applied_index", self.commit),
+            ("snapshot_index", self.rows_persisted_index),
+            ("kvs_index", self.commit),
+            ("kvs_digest", self.kvs.digest()),
+            ("kvs_keys", self.kvs.rows.live_count(0)),
+            ("transfer", "none" if self.transfer is None else self.transfer.image_index),
+            ("transfers_installed", self.transfers_installed),
+            ("log_start", self.log_start),
+            ("slots_in_memory", len(self.log)),
+            ("pending_commands", len(self.pending)),
+            ("disk", self.config.disk),
+        ]
+
     # ---------------------------------------------------------------- queries
 
     def primary_of(self, view: int) -> int:
