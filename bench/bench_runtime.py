@@ -1,12 +1,16 @@
-"""Closed-loop benchmark: LowPaxos (3 replica processes, RESP) against PySyncObj (3 processes).
+"""Closed-loop benchmark: LowPaxos and VR Revisited (3 replica processes of our runtime,
+RESP) against PySyncObj (3 processes).
 
     .venv/bin/python bench/bench_runtime.py --seconds 10 --inflight 64,256 --profile-seconds 10
+    .venv/bin/python bench/bench_runtime.py --protocols lowpaxos,vr --only lowpaxos   # no PySyncObj
 
-Both sides: 3 processes on 127.0.0.1, ``--inflight`` operations in flight,
-16-byte values, SET only (both replicate every write; PySyncObj reads are local,
-so reads would not compare). LowPaxos: the asyncio client with one connection
-per in-flight operation, all to the leader; every batch of persist records is
-fsynced (SQLite WAL, synchronous=FULL) before anything of it leaves a replica.
+Every side: 3 processes on 127.0.0.1, ``--inflight`` operations in flight,
+16-byte values, SET only (all replicate every write; PySyncObj reads are local,
+so reads would not compare). Our runtime, for each protocol of ``--protocols``
+(registry names, default lowpaxos,vr; VR with disk = "sync", its runtime default):
+the asyncio client with one connection per in-flight operation, all to the leader
+(VR's primary); every batch of persist records is fsynced (SQLite WAL,
+synchronous=FULL) before anything of it leaves a replica.
 PySyncObj: ReplDict with its file journal on, the load generated inside node 0.
 Prints committed ops/s, p50 and p99 latency, each process's CPU seconds and
 peak RSS, and the ratio, for each ``--inflight`` value (a comma-separated list), both
@@ -39,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "impl"))
 
 import pyspy_profile  # noqa: E402
+from lowpaxos.protocols.registry import PROTOCOLS  # noqa: E402
 from lowpaxos.runtime.client import LowPaxosClient  # noqa: E402
 from lowpaxos.runtime.launcher import LocalCluster, free_ports  # noqa: E402
 from lowpaxos.runtime.replica import event_loop_factory  # noqa: E402
@@ -114,10 +119,21 @@ async def lowpaxos_load(ports: list[int], seconds: float, warmup_s: float, infli
     }
 
 
-def run_lowpaxos(arguments, inflight: int, profile_seconds: float = 0.0) -> dict:
-    with tempfile.TemporaryDirectory(prefix="lowpaxos-bench-") as directory:
+def protocol_settings(protocol: str, settings: dict) -> dict:
+    """The ``--protocol`` settings that ``protocol``'s config has (each must fit one)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(PROTOCOLS[protocol].make_config(3))}
+    return {name: value for name, value in settings.items() if name in names}
+
+
+def run_lowpaxos(arguments, inflight: int, profile_seconds: float = 0.0,
+                 protocol: str = "lowpaxos") -> dict:
+    """One run of our runtime with ``protocol`` (a registry name)."""
+    with tempfile.TemporaryDirectory(prefix=f"{protocol}-bench-") as directory:
         cluster = LocalCluster(directory, 3, tick_ms=arguments.tick_ms,
-                               protocol=arguments.protocol or None,
+                               protocol=protocol_settings(protocol, arguments.protocol) or None,
+                               protocol_name=protocol,
                                lifetime_s=arguments.seconds + 120)
         spy: dict = {}
 
@@ -212,13 +228,25 @@ def main() -> int:
     parser.add_argument("--value-bytes", type=int, default=16)
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--tick-ms", type=int, default=10)
-    parser.add_argument("--only", choices=("lowpaxos", "pysyncobj"), default=None)
+    parser.add_argument("--protocols", default="lowpaxos,vr",
+                        help=f"our runtime's protocols to run, comma-separated "
+                             f"({', '.join(PROTOCOLS)}; default lowpaxos,vr)")
+    parser.add_argument("--only", choices=("lowpaxos", "pysyncobj"), default=None,
+                        help="lowpaxos: our runtime only (every --protocols); pysyncobj: it only")
     parser.add_argument("--profile-seconds", type=float, default=0.0,
                         help="then profile the leader with py-spy in one more LowPaxos run")
     parser.add_argument("--protocol", action="append", default=[], metavar="NAME=VALUE",
-                        help="a LowPaxosConfig field for the cluster file (repeatable)")
+                        help="a config field for the cluster file's [protocol] (repeatable), "
+                             "given to each protocol whose config has it")
     arguments = parser.parse_args()
     arguments.protocol = dict(parse_setting(text) for text in arguments.protocol)
+    protocols = [name for name in arguments.protocols.split(",") if name]
+    for name in protocols:
+        if name not in PROTOCOLS:
+            parser.error(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+    for name in arguments.protocol:
+        if not any(name in protocol_settings(p, arguments.protocol) for p in protocols):
+            parser.error(f"--protocol {name}=...: no config of {', '.join(protocols)} has it")
     # Other jobs on this shared machine skew every figure: say how busy it was.
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     revision = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],
@@ -229,8 +257,10 @@ def main() -> int:
     for inflight in inflights:
         results = {}
         if arguments.only in (None, "lowpaxos"):
-            results["lowpaxos"] = run_lowpaxos(arguments, inflight)
-            print(f"lowpaxos  inflight={inflight}", json.dumps(results["lowpaxos"]), flush=True)
+            for protocol in protocols:
+                results[protocol] = run_lowpaxos(arguments, inflight, protocol=protocol)
+                print(f"{protocol:9} inflight={inflight}", json.dumps(results[protocol]),
+                      flush=True)
         if arguments.only in (None, "pysyncobj"):
             results["pysyncobj"] = run_pysyncobj(arguments, inflight)
             print(f"pysyncobj inflight={inflight}", json.dumps(results["pysyncobj"]), flush=True)
@@ -242,11 +272,14 @@ def main() -> int:
                              for _, usage in sorted(result["replicas"].items()))
             rows.append(f"| {inflight} | {system} | {result['ops_per_s']:.0f} | "
                         f"{result['p50_ms']:.0f} | {result['p99_ms']:.0f} | {cpu} | {rss} |")
-        if len(results) == 2:
-            low, other = results["lowpaxos"], results["pysyncobj"]
+        other = results.get("pysyncobj")
+        for protocol in protocols:
+            low = results.get(protocol)
+            if low is None or other is None:
+                continue
             ratio = low["ops_per_s"] / other["ops_per_s"] if other["ops_per_s"] else float("inf")
-            print(f"inflight={inflight}: ratio ops/s lowpaxos/pysyncobj = {ratio:.2f}; p99 "
-                  f"lowpaxos {low['p99_ms']:.1f} ms vs pysyncobj {other['p99_ms']:.1f} ms; "
+            print(f"inflight={inflight}: ratio ops/s {protocol}/pysyncobj = {ratio:.2f}; p99 "
+                  f"{protocol} {low['p99_ms']:.1f} ms vs pysyncobj {other['p99_ms']:.1f} ms; "
                   f"bench client CPU {low['client_cpu_s']} s", flush=True)
     print("| in flight | system | ops/s | p50 ms | p99 ms | CPU s per replica | peak RSS MB |")
     print("|---|---|---|---|---|---|---|")

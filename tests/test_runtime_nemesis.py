@@ -2,7 +2,9 @@
 bounded time while the nemesis SIGKILLs and restarts the leader, kills and restarts
 every replica at once, and cuts the leader off through a UDP fault proxy. Afterwards
 the history (including final reads of every key) must be linearizable, which also
-means no acknowledged write was lost. Every process the test starts is stopped."""
+means no acknowledged write was lost. One test, run for every protocol the runtime
+serves (LowPaxos; VR with disk = "sync", its runtime default, which survives the
+kill of every replica). Every process the test starts is stopped."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import asyncio
 import itertools
 import random
 import time
+
+import pytest
 
 from lowpaxos.check.linearizability import Operation, check_history
 from lowpaxos.runtime.client import LowPaxosClient, ReplyError
@@ -107,10 +111,11 @@ async def nemesis(cluster: LocalCluster, proxy: UdpFaultProxy, log: list[str]) -
     log.append("heal")
 
 
-def test_nemesis_history_is_linearizable(tmp_path):
+@pytest.mark.parametrize("protocol", ["lowpaxos", "vr"])
+def test_nemesis_history_is_linearizable(tmp_path, protocol):
     """Acknowledged writes survive crashes and a partition; the history is linearizable."""
     cluster = LocalCluster(tmp_path, 3, proxied=True, lifetime_s=240,
-                           limits={"request_timeout_ms": 4000})
+                           limits={"request_timeout_ms": 4000}, protocol_name=protocol)
     proxy = UdpFaultProxy(cluster.udp_ports, cluster.bind_ports, lifetime_s=240).start()
     history: list[Operation] = []
     log: list[str] = []
@@ -151,6 +156,6 @@ def test_nemesis_history_is_linearizable(tmp_path):
     assert len(completed) >= 100, f"only {len(completed)} operations completed"
     assert len(writes) >= 30
     result = check_history(history, time_limit_s=60)
-    print(f"nemesis: {log}; {len(history)} operations, {len(completed)} completed, "
+    print(f"nemesis[{protocol}]: {log}; {len(history)} operations, {len(completed)} completed, "
           f"{len(writes)} acknowledged writes; linearizable={result.linearizable}")
     assert result.linearizable is True, result.explanation
