@@ -125,6 +125,25 @@ def test_cluster_file_round_trip_and_key(tmp_path, monkeypatch):
         load_key(spec, {"LOWPAXOS_CLUSTER_KEY": "cd" * 4})
 
 
+def test_cluster_file_names_the_protocol(tmp_path):
+    """The protocol comes from the registry by name, as a string or a table's ``name``,
+    with that protocol's config (LowPaxos when the file says nothing)."""
+    path = tmp_path / "cluster.toml"
+    write_cluster_file(path, [7000, 7001, 7002], [6380, 6381, 6382], protocol_name="vr",
+                       protocol={"disk": "none", "window_slots": 4})
+    spec = load_cluster(path)
+    assert spec.protocol_name == "vr" and type(spec.protocol).__name__ == "VRConfig"
+    assert spec.protocol.disk == "none" and spec.protocol.window_slots == 4
+    assert spec.protocol.replicas == 3
+    replicas = "[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n"
+    path.write_text("protocol = 'vr'\n" + replicas)
+    spec = load_cluster(path)
+    assert spec.protocol_name == "vr" and spec.protocol.disk == "sync"
+    path.write_text(replicas)
+    spec = load_cluster(path)
+    assert spec.protocol_name == "lowpaxos" and type(spec.protocol).__name__ == "LowPaxosConfig"
+
+
 @pytest.mark.parametrize("text, message", [
     ("tick_ms = 10\n", "needs at least one"),
     ("[[replica]]\nid = 1\naddress='127.0.0.1:1'\nresp='127.0.0.1:2'\n", "ids must be 0..0"),
@@ -135,6 +154,19 @@ def test_cluster_file_round_trip_and_key(tmp_path, monkeypatch):
     ("[limits]\nfragment_payload_bytes = 1500\ndatagram_bytes_max = 1500\n"
      "[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n", "must fit datagram_bytes_max"),
     ("this is = = not toml", "not valid TOML"),
+    # The protocol: a registry name, and only that protocol's config fields.
+    ("protocol = 'epaxos'\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n",
+     "unknown protocol 'epaxos'; known: lowpaxos, vr"),
+    ("[protocol]\nname = 'vr'\nthrifty = true\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n",
+     r"\[protocol\] \(vr\): unknown setting 'thrifty'"),
+    ("[protocol]\ndisk = 'none'\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n",
+     r"\(lowpaxos\): unknown setting 'disk'"),
+    ("[protocol]\nname = 'vr'\ndisk = 'tape'\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n",
+     "disk must be one of sync, none"),
+    ("[protocol]\nreplicas = 5\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n",
+     "replicas is set by the"),
+    ("protocol = 3\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n",
+     "a protocol name or a table"),
 ])
 def test_cluster_file_errors_name_the_problem(tmp_path, text, message):
     """A cluster file that cannot run safely is refused with a message that says why."""
