@@ -29,11 +29,12 @@ import msgpack
 
 from lowpaxos.check.linearizability import Operation, check_history
 from lowpaxos.kvs import KeyValueStore
+from lowpaxos.protocols.lowpaxos.durable import decode_transfer
 from lowpaxos.runtime.client import LowPaxosClient, ReplyError
 from lowpaxos.runtime.faultproxy import UdpFaultProxy
 from lowpaxos.runtime.launcher import LocalCluster, ping
 from lowpaxos.runtime.resp import ReplyParser, encode_command
-from lowpaxos.runtime.storage import SqliteStorage, decode_transfer
+from lowpaxos.runtime.storage import SqliteStorage
 
 import redis  # noqa: E402 - a test dependency (pyproject's test extras); never skipped
 
