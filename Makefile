@@ -52,7 +52,8 @@ bench: $(STAMP) redis-tools
 bench-sim: $(STAMP)
 	$(PY) bench/bench_sim.py
 
-# TLC model checks of spec/ (good models must pass, broken variants must be caught).
+# TLC model checks of spec/ (good models must pass, broken variants must be caught);
+# the two-round and two-slot models are time-boxed at 300 s each (docs/spec.md).
 check-spec: $(STAMP) java
 	$(PY) -m lowpaxos.tla check
 

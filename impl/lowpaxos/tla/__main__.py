@@ -25,7 +25,7 @@ def check(deep: bool, only: list[str], workers: int, spec_dir: Path) -> int:
     if not selected:
         print("no configuration selected", file=sys.stderr)
         return 1
-    print(f"{'configuration':<26} {'distinct':>10} {'depth':>6} {'seconds':>8}  result", flush=True)
+    print(f"{'configuration':<44} {'distinct':>10} {'depth':>6} {'seconds':>8}  result", flush=True)
     failures = 0
     for spec_check in selected:  # bounded by CHECKS
         try:
@@ -36,7 +36,7 @@ def check(deep: bool, only: list[str], workers: int, spec_dir: Path) -> int:
         good, verdict = spec_check.verdict(result)
         failures += 0 if good else 1
         print(
-            f"{spec_check.name:<26} {_figure(result.distinct_states):>10} {_figure(result.depth):>6}"
+            f"{spec_check.name:<44} {_figure(result.distinct_states):>10} {_figure(result.depth):>6}"
             f" {result.seconds:>8.1f}  {verdict}",
             flush=True,
         )
