@@ -1,8 +1,9 @@
 """``lowpaxos spec-replay``: generate behaviours of a protocol's spec with TLC and
 replay them against real cores (docs/spec-replay.md).
 
-  lowpaxos spec-replay run [--protocol lowpaxos] [--traces N] [--depth D] [--seed S]
-                           [--mix all|NAME] [--min-behaviours M] [--save-dir DIR]
+  lowpaxos spec-replay run [--protocol lowpaxos] [--traces N] [--batches K] [--depth D]
+                           [--seed S] [--mix all|NAME] [--min-behaviours M] [--save-dir DIR]
+                           [--save-behaviours FILE | --from FILE] [--stop-after N]
   lowpaxos spec-replay replay FILE [--protocol lowpaxos]
 
 Exit status: 0 every behaviour replayed (and at least M of them, and, with the
@@ -24,7 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="replay_command", required=True)
     run_parser = commands.add_parser("run", help="generate behaviours with TLC and replay them")
     run_parser.add_argument("--protocol", default="lowpaxos")
-    run_parser.add_argument("--traces", type=int, default=6500, help="TLC random walks (default 6500)")
+    run_parser.add_argument("--traces", type=int, default=6000,
+                            help="TLC random walks per batch (default 6000)")
+    run_parser.add_argument("--batches", type=int, default=1,
+                            help="TLC runs of --traces walks each, seeds S, S+1, ...; each batch "
+                                 "is replayed before the next is generated (bounded memory)")
     run_parser.add_argument("--depth", type=int, default=22, help="steps per behaviour (default 22)")
     run_parser.add_argument("--seed", type=int, default=1)
     run_parser.add_argument("--mix", default="all",
@@ -70,29 +75,45 @@ def command(args: argparse.Namespace) -> int:
             return 1
         print(f"{args.file}: replayed {len(behaviour.steps)} steps, no divergence {counts or ''}")
         return 0
-    if args.traces < 1 or args.depth < 1:
-        print("error: --traces and --depth must be positive", file=sys.stderr)
+    if args.traces < 1 or args.depth < 1 or args.batches < 1 or args.stop_after < 1:
+        print("error: --traces, --depth, --batches and --stop-after must be positive",
+              file=sys.stderr)
         return 2
-    if args.from_file is not None:
-        try:
-            behaviours = load_all(args.from_file)
-        except BehaviourFileError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"{len(behaviours)} behaviours read from {args.from_file}", flush=True)
-    else:
-        try:
-            behaviours, tlc_seconds = generate(model.model, args.traces, args.depth, args.seed,
-                                               mix=args.mix, spec_dir=args.spec_dir)
-        except GenerateError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"TLC: {len(behaviours)} behaviours printed from {args.traces} walks in "
-              f"{tlc_seconds:.1f} s", flush=True)
-        if args.save_behaviours is not None:
-            save_all(behaviours, args.save_behaviours)
-    stats = run(behaviours, model.adapter, save_dir=args.save_dir,
-                stop_after=max(1, args.stop_after))
+    seen: set = set()
+    prefixes: set = set()
+    stats = None
+    for batch in range(1 if args.from_file is not None else args.batches):
+        if args.from_file is not None:
+            try:
+                behaviours = load_all(args.from_file)
+            except BehaviourFileError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            print(f"{len(behaviours)} behaviours read from {args.from_file}", flush=True)
+        else:
+            seed = args.seed + batch
+            try:
+                behaviours, tlc_seconds = generate(model.model, args.traces, args.depth, seed,
+                                                   mix=args.mix, spec_dir=args.spec_dir)
+            except GenerateError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            print(f"TLC (seed {seed}): {len(behaviours)} behaviours printed from {args.traces} "
+                  f"walks in {tlc_seconds:.1f} s", flush=True)
+            if args.save_behaviours is not None:
+                save_all(behaviours, args.save_behaviours)
+        left = args.stop_after - (len(stats.divergences) if stats else 0)
+        batch_stats = run(behaviours, model.adapter, save_dir=args.save_dir, stop_after=left,
+                          seen=seen, prefixes=prefixes)
+        if stats is None:
+            stats = batch_stats
+        else:
+            stats.merge(batch_stats)
+        if args.batches > 1:
+            print(f"  batch {batch + 1}: {batch_stats.distinct} new distinct behaviours, "
+                  f"{stats.distinct} in all", flush=True)
+        if len(stats.divergences) >= args.stop_after:
+            break
     print(stats.summary())
     gaps = coverage_gaps(stats, model.adapter, args.spec_dir)
     print(coverage_report(stats, model.adapter, args.spec_dir))

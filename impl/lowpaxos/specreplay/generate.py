@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lowpaxos.tla.checks import SPEC_DIR
@@ -44,7 +44,8 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class Behaviour:
     steps: tuple[Step, ...]
-    mix: str = ""  # the walk mix the model drew (not part of the behaviour's identity)
+    # The walk mix the model drew (not part of the behaviour's identity).
+    mix: str = field(default="", compare=False)
 
     @property
     def key(self) -> tuple:

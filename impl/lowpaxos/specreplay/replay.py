@@ -171,12 +171,28 @@ class ReplayStats:
     actions: collections.Counter = field(default_factory=collections.Counter)
     depths: collections.Counter = field(default_factory=collections.Counter)
     mixes: collections.Counter = field(default_factory=collections.Counter)
+    notable: collections.Counter = field(default_factory=collections.Counter)  # adapter's labels
     competing: int = 0  # behaviours in which two replicas campaign or lead with different ballots
     abstractions: collections.Counter = field(default_factory=collections.Counter)
     divergences: list = field(default_factory=list)
     replay_seconds: float = 0.0
     # When the first divergence came: distinct behaviours replayed, seconds of replay.
     first_divergence: tuple[int, float] | None = None
+
+    def merge(self, other: "ReplayStats") -> None:
+        """Add a later batch's counts (its distinct behaviours are new ones)."""
+        if self.first_divergence is None and other.first_divergence is not None:
+            self.first_divergence = (self.distinct + other.first_divergence[0],
+                                     self.replay_seconds + other.first_divergence[1])
+        self.behaviours += other.behaviours
+        self.distinct += other.distinct
+        self.distinct_prefixes = max(self.distinct_prefixes, other.distinct_prefixes)
+        self.steps += other.steps
+        for name in ("actions", "depths", "mixes", "notable", "abstractions"):
+            getattr(self, name).update(getattr(other, name))
+        self.competing += other.competing
+        self.divergences += other.divergences
+        self.replay_seconds += other.replay_seconds
 
     def summary(self) -> str:
         depths = ", ".join(f"{d}: {n}" for d, n in sorted(self.depths.items()))
@@ -186,6 +202,7 @@ class ReplayStats:
                  f"depths: {depths}",
                  "walk mixes: " + ", ".join(f"{m} {n}" for m, n in sorted(self.mixes.items())),
                  f"behaviours with two ballots competing: {self.competing}",
+                 *(f"behaviours where {label}: {n}" for label, n in sorted(self.notable.items())),
                  "actions: " + ", ".join(f"{a} {n}" for a, n in sorted(self.actions.items()))]
         if self.abstractions:
             lines.append("abstractions used: " + "; ".join(
@@ -214,12 +231,16 @@ def competing_ballots(behaviour: Behaviour) -> bool:
 
 
 def run(behaviours: list[Behaviour], adapter_factory, *, save_dir: Path | None = None,
-        stop_after: int = 10) -> ReplayStats:
+        stop_after: int = 10, seen: set | None = None, prefixes: set | None = None
+        ) -> ReplayStats:
     """Replay each distinct behaviour; collect coverage and divergences (the first
-    ``stop_after`` are kept and, with ``save_dir``, saved as JSON test cases)."""
+    ``stop_after`` are kept and, with ``save_dir``, saved as JSON test cases).
+    ``seen`` and ``prefixes``, when given, are shared with earlier calls (batches):
+    a behaviour replayed there is not replayed again."""
     stats = ReplayStats(behaviours=len(behaviours))
-    seen: set = set()
-    prefixes: set = set()
+    seen = set() if seen is None else seen
+    prefixes = set() if prefixes is None else prefixes
+    already = len(seen)
     started = time.monotonic()
     for behaviour in behaviours:
         key = behaviour.key
@@ -234,6 +255,9 @@ def run(behaviours: list[Behaviour], adapter_factory, *, save_dir: Path | None =
             stats.actions.update(covers.get(step.action, (step.action,)))
         stats.mixes[behaviour.mix or "-"] += 1
         stats.competing += competing_ballots(behaviour)
+        notable = getattr(adapter_factory, "notable", None)
+        if notable is not None:
+            stats.notable.update(notable(behaviour))
         try:
             stats.abstractions.update(replay(behaviour, adapter_factory, seed=len(seen)))
         except Divergence as divergence:
@@ -241,10 +265,11 @@ def run(behaviours: list[Behaviour], adapter_factory, *, save_dir: Path | None =
                 stats.first_divergence = (len(seen), time.monotonic() - started)
             stats.divergences.append(divergence)
             if save_dir is not None:
-                save(behaviour, save_dir / f"divergence-{len(stats.divergences)}.json")
+                # Named by the behaviour's number, which batches continue.
+                save(behaviour, save_dir / f"divergence-{len(seen)}.json")
             if len(stats.divergences) >= stop_after:
                 break
-    stats.distinct = len(seen)
+    stats.distinct = len(seen) - already
     stats.distinct_prefixes = len(prefixes)
     stats.replay_seconds = time.monotonic() - started
     return stats
