@@ -128,3 +128,107 @@ def _start_election(core) -> Effects:
     core.start_election(effects)
     core.check_invariants()
     return effects
+
+
+# ---------------------------------------------------------------------------
+# Probes: what the protocol-generic stateful test checks and measures of one
+# protocol's cores, by protocol name. The fault schedules in test_stateful.py know
+# nothing of LowPaxos; a protocol registered later (VR, EPaxos) adds its probe here.
+
+
+class LowPaxosProbe:
+    """Safety and reach of LowPaxos cores, read after every simulator event.
+
+    Safety: a slot's committed value never changes and is the same everywhere (the
+    slots each live core holds up to its commit point, checked incrementally), and two
+    replicas that applied the same prefix hold the same KVS digest.
+
+    Reach (what the fault schedule produced, for the printed summary): elections
+    started and won, rounds in which two candidates campaigned at once, slots a new
+    leader re-proposed with a value from an earlier ballot (Paxos Made Simple §2.2,
+    P2c: the case the classic phase-1 bugs get wrong), restarts whose disk held an
+    open entry of an earlier ballot than their promise, and slots a replica accepted
+    again under a higher ballot with a different value.
+    """
+
+    REACH = ("elections", "leaders", "competing_candidates", "reproposed_slots",
+             "restarts", "restarts_with_old_ballot_entries", "reaccepted_other_value")
+
+    def __init__(self, replicas: int) -> None:
+        self.replicas = replicas
+        self.chosen: dict[int, object] = {}
+        self.digest_at: dict[int, tuple[int, str]] = {}
+        self.reach = dict.fromkeys(self.REACH, 0)
+        self._seen: list[tuple[int, object, object] | None] = [None] * replicas
+        self._checked: dict[int, int] = {}  # id(core) -> highest committed slot checked
+        self._open: list[dict[int, object]] = [{} for _ in range(replicas)]
+
+    def observe(self, cores: list) -> None:
+        for replica, core in enumerate(cores):
+            if core is None:
+                self._seen[replica] = None
+                continue
+            seen = self._seen[replica]
+            if seen is None or seen[0] != id(core):
+                self._seen[replica] = (id(core), None, None)
+                self._open[replica] = {}
+                if seen is not None or core.commit_index or core.log:
+                    self._on_restart(core)
+            self._check_committed(core)
+            self._track_roles(replica, core, cores)
+            self._track_reaccepts(replica, core)
+
+    def _on_restart(self, core) -> None:
+        self.reach["restarts"] += 1
+        if any(entry.ballot < core.promised for slot, entry in core.log.items()
+               if slot > core.commit_index):
+            self.reach["restarts_with_old_ballot_entries"] += 1
+
+    def _check_committed(self, core) -> None:
+        key = id(core)
+        start = max(self._checked.get(key, 0), core.log_start)
+        for slot in range(start + 1, core.commit_index + 1):
+            batch = core.log[slot].batch
+            known = self.chosen.setdefault(slot, batch)
+            assert known == batch, (
+                f"slot {slot}: replica {core.replica_id} committed {batch!r}, "
+                f"but {known!r} was committed there before")
+        if core.commit_index > self._checked.get(key, -1):
+            self._checked[key] = core.commit_index
+            index, digest = core.applied_index, core.kvs.digest()
+            first = self.digest_at.setdefault(index, (core.replica_id, digest))
+            assert first[1] == digest, (
+                f"replicas {first[0]} and {core.replica_id} applied slots up to {index} "
+                f"but hold different states ({first[1]} != {digest})")
+
+    def _track_roles(self, replica: int, core, cores: list) -> None:
+        key, role, ballot = self._seen[replica]
+        if role is core.role and ballot == core.promised:
+            return
+        self._seen[replica] = (key, core.role, core.promised)
+        if core.role.name == "CANDIDATE" and ballot != core.promised:
+            self.reach["elections"] += 1
+            if any(other is not None and other is not core and other.role.name == "CANDIDATE"
+                   for other in cores):
+                self.reach["competing_candidates"] += 1
+        elif core.role.name == "LEADER" and role is not None and role.name != "LEADER":
+            self.reach["leaders"] += 1
+            # Right after BecomeLeader the open slots are exactly the recovered ones.
+            self.reach["reproposed_slots"] += sum(
+                1 for slot in range(core.commit_index + 1, core.next_slot)
+                if core.log[slot].batch)
+
+    def _track_reaccepts(self, replica: int, core) -> None:
+        if core.role.name == "LEADER":
+            self._open[replica] = {}
+            return
+        held = self._open[replica]
+        current = {slot: entry for slot, entry in core.log.items() if slot > core.commit_index}
+        for slot, entry in current.items():
+            before = held.get(slot)
+            if before is not None and before.ballot < entry.ballot and before.batch != entry.batch:
+                self.reach["reaccepted_other_value"] += 1
+        self._open[replica] = current
+
+
+PROBES = {"lowpaxos": LowPaxosProbe}

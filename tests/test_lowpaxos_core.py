@@ -777,3 +777,134 @@ def test_a_replica_elected_during_its_transfer_abandons_it():
     assert core.role is Role.LEADER and core.transfer is None
     assert cluster.durable[2].transfer is None and not cluster.durable[2].staging.rows
     core.check_invariants()
+
+
+# ---- Issue 12, point 1: the bug classes that once survived make test ----
+
+
+def _accept_into(cluster: Cluster, replica: int, ballot: Ballot, slot: int, batch, commit: int = 0):
+    """Make ``replica`` accept ``batch`` at ``slot`` from the owner of ``ballot``."""
+    cluster.carry_out(replica, cluster.cores[replica].on_message(
+        ballot.replica, Accept(ballot, slot, batch, commit, 0)))
+
+
+@pytest.mark.parametrize("own_is_higher", [True, False])
+def test_new_leader_takes_the_highest_ballot_value_in_any_order(own_is_higher):
+    """[1] Paxos Made Simple §2.2, P2c, whichever of the candidate's own entry and a peer's
+    reported one is higher, and though the peer's log reaches further: the candidate's
+    promise is counted first, the peer's last, so neither "first", "last" nor "longest
+    log" picks the right value in both orders."""
+    cluster = Cluster(3, thrifty=False)
+    low, high = (Command(1, 1, "put", "k", b"low"),), (Command(2, 1, "put", "k", b"high"),)
+    own, reported = (high, low) if own_is_higher else (low, high)
+    own_ballot, reported_ballot = (Ballot(2, 2), Ballot(1, 2)) if own_is_higher \
+        else (Ballot(1, 2), Ballot(2, 2))
+    _accept_into(cluster, 0, own_ballot, 1, own)
+    cluster.drop_all()
+    core = cluster.cores[0]
+    cluster.carry_out(0, _start(core))
+    extra = Entry(2, reported_ballot, (Command(3, 1, "put", "j", b"j"),))
+    cluster.carry_out(0, core.on_message(1, Promise(core.promised, (
+        Entry(1, reported_ballot, reported), extra), 0)))
+    assert core.role is Role.LEADER
+    assert core.log[1].batch == high, "the highest-ballot value of slot 1 is re-proposed"
+    assert core.log[2].batch == extra.batch
+
+
+def test_a_reaccept_under_a_higher_ballot_reaches_the_disk():
+    """[4] A follower that accepts a slot again under a higher ballot, with another value
+    or the same one, writes the new entry: after a restart it still holds it."""
+    cluster = Cluster(3)
+    first = (Command(1, 1, "put", "k", b"old"),)
+    second = (Command(2, 1, "put", "k", b"new"),)
+    _accept_into(cluster, 1, Ballot(1, 0), 1, first)
+    _accept_into(cluster, 1, Ballot(2, 2), 1, second)
+    assert cluster.durable[1].entries[1] == Entry(1, Ballot(2, 2), second)
+    _accept_into(cluster, 1, Ballot(3, 0), 1, second)
+    assert cluster.durable[1].entries[1] == Entry(1, Ballot(3, 0), second)
+    cluster.crash(1)
+    cluster.restart(1)
+    assert cluster.cores[1].log[1] == Entry(1, Ballot(3, 0), second)
+
+
+def test_a_catchup_overwrite_reaches_the_disk():
+    """[6] Catch-up that replaces an open entry of another ballot with the committed value
+    writes it: after a restart the replica holds the committed value, not its old one."""
+    cluster = Cluster(3)
+    stale = (Command(1, 1, "put", "k", b"stale"),)
+    chosen = (Command(2, 1, "put", "k", b"chosen"),)
+    _accept_into(cluster, 1, Ballot(1, 0), 1, stale)
+    core = cluster.cores[1]
+    cluster.carry_out(1, core.on_message(2, CatchupReply(Ballot(2, 2), (Entry(1, Ballot(2, 2), chosen),), 1)))
+    assert core.commit_index == 1 and core.log[1].batch == chosen
+    assert cluster.durable[1].entries[1].batch == chosen
+    cluster.crash(1)
+    cluster.restart(1)
+    assert cluster.cores[1].log[1].batch == chosen
+
+
+def test_catchup_serves_only_the_servers_committed_slots():
+    """[6] A follower that committed slot 1 and holds slot 2 from an older ballot (not
+    committed: the leader's ballot differs) serves slot 1 alone, however far the leader's
+    announced commit point reaches."""
+    cluster = Cluster(3)
+    old = Ballot(1, 0)
+    _accept_into(cluster, 1, old, 1, (Command(1, 1, "put", "a", b"1"),))
+    _accept_into(cluster, 1, old, 2, (Command(1, 2, "put", "a", b"2"),), commit=1)
+    core = cluster.cores[1]
+    assert core.commit_index == 1
+    cluster.carry_out(1, core.on_message(2, Heartbeat(Ballot(2, 2), 2, 0)))
+    assert core.commit_index == 1 and core.leader_commit_seen == 2
+    cluster.drop_all()
+    effects = cluster.carry_out(1, core.on_message(0, CatchupRequest(Ballot(2, 2), 1)))
+    (reply,) = [m for _, m in effects.send if isinstance(m, CatchupReply)]
+    assert [e.slot for e in reply.entries] == [1]
+    assert reply.commit_index == 1
+
+
+def _replica_cut_at(slot: int):
+    """A replica whose log was cut at ``slot`` (its rows cover slots up to it)."""
+    from lowpaxos.protocols.lowpaxos.durable import DurableState
+    import random
+    durable = DurableState()
+    durable.store.index = slot
+    durable.commit_index = slot
+    durable.log_start = slot
+    cluster = Cluster(3)
+    core = cluster.spec.make_core(cluster.config, 1, random.Random(0), durable, False)
+    assert core.log_start == slot == core.commit_index
+    return core
+
+
+def test_a_candidate_one_slot_behind_the_cut_is_refused_as_lagging():
+    """[7] The cut slot itself is not in the log: a candidate that has not committed it
+    gets a Reject marked lagging (it must fetch the state); one that has gets a Promise."""
+    core = _replica_cut_at(5)
+    effects = core.on_message(0, Prepare(Ballot(1, 0), 4))
+    assert [type(m).__name__ for _, m in effects.send] == ["Reject"]
+    assert effects.send[0][1].lagging
+    effects = core.on_message(2, Prepare(Ballot(2, 2), 5))
+    assert [type(m).__name__ for _, m in effects.send] == ["Promise"]
+
+
+def test_catchup_from_the_cut_slot_starts_a_transfer():
+    """[7] A catch-up request from exactly the cut slot is answered with a state transfer
+    (the slot is no longer in the log); one from the next slot has nothing to send."""
+    core = _replica_cut_at(5)
+    effects = core.on_message(0, CatchupRequest(Ballot(1, 0), 5))
+    assert effects.send and all(isinstance(m, SnapshotChunk) for _, m in effects.send)
+    assert core.on_message(0, CatchupRequest(Ballot(1, 0), 6)).send == []
+
+
+def test_ballots_of_one_round_order_by_replica():
+    """[1] Ballot (3, 1) is above (3, 0): a replica that promised (3, 1) refuses the
+    Prepare and the Accepts of (3, 0), so two candidates of one round never both lead."""
+    cluster = Cluster(3)
+    core = cluster.cores[2]
+    cluster.carry_out(2, core.on_message(1, Prepare(Ballot(3, 1), 0)))
+    assert core.promised == Ballot(3, 1)
+    effects = core.on_message(0, Prepare(Ballot(3, 0), 0))
+    assert [type(m).__name__ for _, m in effects.send] == ["Reject"]
+    effects = core.on_message(0, Accept(Ballot(3, 0), 1, (Command(1, 1, "put", "k", b"v"),), 0, 0))
+    assert [type(m).__name__ for _, m in effects.send] == ["Reject"]
+    assert 1 not in core.log

@@ -1,7 +1,7 @@
 """Apply each hand-written bug in tests/mutants/*.patch to a temporary copy of the
 tree and run the suite against it: every mutant must be killed (some test fails).
 
-Usage: python tests/mutants/run.py [--generic] [--runs N] [NAME ...]
+Usage: python tests/mutants/run.py [--generic] [--runs N] [--record] [NAME ...]
 Prints one line per mutant naming the test that killed it, with the first line of
 the failure; exits 1 if any survived.
 
@@ -9,11 +9,13 @@ the failure; exits 1 if any survived.
 and the simulator's seeded fault schedules), leaving out the unit tests that know
 particular behaviours: the report says whether a bug nobody wrote a test for would
 be found, and how long that took. --runs N repeats each mutant N times (fresh
-Hypothesis randomness each time) and reports every kill time.
+Hypothesis randomness each time) and reports every kill time. --record writes each
+killer to killers.json, which later runs try first (see KILLERS).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -37,9 +39,14 @@ TEST_ORDER = [
 ]
 # Protocol-generic tests only: fault schedules over the simulator, no knowledge of bugs.
 GENERIC_ORDER = [
-    "tests/test_stateful.py",
+    "tests/test_stateful.py::test_hostile_schedule",  # seeded sweeps first: cheap, repeatable
+    "tests/test_stateful.py::TestCluster",
 ]
 TIMEOUT_S = 900
+# mutant name -> the test that killed it last time (written by --record). Tried alone
+# first, so a known mutant costs one test, not the suite up to it; if it no longer
+# kills, the whole order runs, so a stale entry only costs time.
+KILLERS = MUTANT_DIR / "killers.json"
 
 
 def copy_tree(target: pathlib.Path) -> None:
@@ -62,7 +69,8 @@ def failure_reason(output: str) -> str:
     return ""
 
 
-def run_mutant(patch: pathlib.Path, order: list[str] = TEST_ORDER) -> tuple[str, str, float]:
+def run_mutant(patch: pathlib.Path, order: list[str] = TEST_ORDER,
+               known_killer: str | None = None) -> tuple[str, str, float]:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"mutant-{patch.stem}-") as tmp:
         tree = pathlib.Path(tmp)
@@ -75,16 +83,23 @@ def run_mutant(patch: pathlib.Path, order: list[str] = TEST_ORDER) -> tuple[str,
         # The copy's package shadows the editable install of the real tree.
         env["PYTHONPATH"] = f"{tree / 'impl'}{os.pathsep}{tree}"
         env.setdefault("HYPOTHESIS_PROFILE", "ci")
-        tests = [t for t in order if (tree / t).exists()]
+        tests = [t for t in order if (tree / t.split("::")[0]).exists()]
         probe = subprocess.run([sys.executable, "-c", "import lowpaxos; print(lowpaxos.__file__)"],
                                cwd=tree, env=env, capture_output=True, text=True)
         assert probe.stdout.strip().startswith(str(tree)), f"mutant copy not imported: {probe.stdout}"
-        try:
-            result = subprocess.run(
-                [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                cwd=tree, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            return "survived", f"timed out after {TIMEOUT_S} s", time.monotonic() - started
+        attempts = [tests]
+        if known_killer and (tree / known_killer.split("::")[0]).exists():
+            attempts.insert(0, [known_killer])
+        for selection in attempts:
+            try:
+                result = subprocess.run(
+                    [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                     *selection], cwd=tree, env=env, capture_output=True, text=True,
+                    timeout=TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                return "survived", f"timed out after {TIMEOUT_S} s", time.monotonic() - started
+            if result.returncode != 0:
+                break
         seconds = time.monotonic() - started
         if result.returncode == 0:
             return "survived", "every test passed", seconds
@@ -99,6 +114,7 @@ def run_mutant(patch: pathlib.Path, order: list[str] = TEST_ORDER) -> tuple[str,
 def main(argv: list[str]) -> int:
     order = TEST_ORDER
     runs = 1
+    record = False
     names = []
     args = list(argv)
     while args:
@@ -110,8 +126,10 @@ def main(argv: list[str]) -> int:
                 print("--runs needs a positive count")
                 return 2
             runs = int(args.pop(0))
+        elif arg == "--record":
+            record = True
         elif arg.startswith("-"):
-            print(f"unknown option {arg}; usage: run.py [--generic] [--runs N] [NAME ...]")
+            print(f"unknown option {arg}; usage: run.py [--generic] [--runs N] [--record] [NAME ...]")
             return 2
         else:
             names.append(arg)
@@ -126,16 +144,22 @@ def main(argv: list[str]) -> int:
         print("no mutants found")
         return 1
     print(f"tests, in order: {' '.join(order)}")
+    # Known killers speed up the usual run only: --generic must find each mutant anew.
+    killers = json.loads(KILLERS.read_text()) if KILLERS.exists() and order is TEST_ORDER else {}
     bad = 0
     for patch in patches:
         description = patch.read_text().splitlines()[0].lstrip("# ")
         verdicts = []
         for _ in range(runs):
-            verdict, detail, seconds = run_mutant(patch, order)
+            verdict, detail, seconds = run_mutant(patch, order, killers.get(patch.stem))
+            if verdict == "killed" and record:
+                killers[patch.stem] = detail.split()[0]
             print(f"{verdict:8} {patch.stem:32} {seconds:6.1f}s  {detail}", flush=True)
             verdicts.append(verdict)
         print(f"         {'':32}          ({description})", flush=True)
         bad += any(v != "killed" for v in verdicts)
+    if record:
+        KILLERS.write_text(json.dumps(dict(sorted(killers.items())), indent=1) + "\n")
     print(f"{len(patches) - bad} of {len(patches)} mutants killed")
     return 1 if bad else 0
 

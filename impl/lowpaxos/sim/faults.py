@@ -89,3 +89,63 @@ class FaultPlan:
             reorder=reorder,
             reorder_delay_us_max=max(1, 5 * tick_us),
         )
+
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCut:
+    """Links between replicas cut for a while: any shape, not only groups. A bridge
+    (one link cut, a replica in the middle talking to both sides) is the partition a
+    group list cannot express; the driver applies these through Simulator.cut_links."""
+
+    time_us: int
+    links: tuple[tuple[int, int], ...]  # (a, b) with a < b
+    duration_us: int
+
+
+def hostile_plan(rng: random.Random, replicas: int, window_us: int, tick_us: int,
+                 election_ticks: int = 100) -> tuple[FaultPlan, tuple[LinkCut, ...]]:
+    """A schedule that favours what breaks Paxos (issue 12), for seeded sweeps: a
+    FaultPlan (crashes and the network's rates) and a timeline of link cuts.
+
+    The cuts follow one another over the whole window, each one replica cut off (in a
+    leader-based protocol, often the leader with its proposals in flight), every
+    replica alone (all campaign, rounds climb and collide), or a bridge (one link cut:
+    two candidates that cannot hear each other both reach the replica between them),
+    lasting from a quarter of an election timeout to three, so that leaders change
+    while accepts are in flight and candidates compete. Crash-restarts of random
+    replicas at random times restart from lagging disk state. Loss and duplication,
+    and reordering with delays up to two election timeouts, so that messages of an old
+    ballot arrive after a new one took over. Everything is drawn from ``rng``.
+    """
+    assert window_us >= 1 and tick_us >= 1 and replicas >= 1 and election_ticks >= 1
+    election_us = election_ticks * tick_us
+    pairs = [(a, b) for a in range(replicas) for b in range(a + 1, replicas)]
+    cuts = []
+    time_us = rng.randrange(election_us)
+    while pairs and time_us < window_us:
+        shape = rng.random()
+        if shape < 0.25:
+            links = tuple(pairs)  # everyone alone
+        elif shape < 0.6:
+            isolated = rng.randrange(replicas)
+            links = tuple(pair for pair in pairs if isolated in pair)
+        else:
+            links = (rng.choice(pairs),)  # a bridge
+        duration_us = rng.randint(election_us // 4, 3 * election_us)
+        cuts.append(LinkCut(time_us, links, duration_us))
+        # Healed for a while (a new leader settles, or does not quite), then the next.
+        time_us += duration_us + rng.randint(election_us // 10, 2 * election_us)
+    crashes = [
+        Crash(rng.randrange(window_us), rng.randrange(replicas),
+              rng.randint(election_us // 5, 3 * election_us))
+        for _ in range(rng.randint(1, max(1, window_us // (2 * election_us))))
+    ]
+    plan = FaultPlan(
+        crashes=tuple(sorted(crashes, key=lambda c: (c.time_us, c.replica))),
+        loss=rng.choice((0.0, 0.02, 0.1)),
+        dup=rng.choice((0.0, 0.05)),
+        reorder=rng.choice((0.05, 0.2)),
+        reorder_delay_us_max=max(1, rng.randint(1, 2) * election_us),
+    )
+    return plan, tuple(cuts)
