@@ -159,8 +159,10 @@ class LowPaxosProbe:
         self.chosen: dict[int, object] = {}
         self.digest_at: dict[int, tuple[int, str]] = {}
         self.reach = dict.fromkeys(self.REACH, 0)
-        self._seen: list[tuple[int, object, object] | None] = [None] * replicas
-        self._checked: dict[int, int] = {}  # id(core) -> highest committed slot checked
+        # Per replica: (the core object, its role, its promise) when last read. The core
+        # itself, not its id(): a crashed core's id may be reused by the next one.
+        self._seen: list[tuple[object, object, object] | None] = [None] * replicas
+        self._checked: list[tuple[object, int] | None] = [None] * replicas
         self._open: list[dict[int, object]] = [{} for _ in range(replicas)]
 
     def observe(self, cores: list) -> None:
@@ -169,12 +171,12 @@ class LowPaxosProbe:
                 self._seen[replica] = None
                 continue
             seen = self._seen[replica]
-            if seen is None or seen[0] != id(core):
-                self._seen[replica] = (id(core), None, None)
+            if seen is None or seen[0] is not core:
+                self._seen[replica] = (core, None, None)
                 self._open[replica] = {}
                 if seen is not None or core.commit_index or core.log:
                     self._on_restart(core)
-            self._check_committed(core)
+            self._check_committed(replica, core)
             self._track_roles(replica, core, cores)
             self._track_reaccepts(replica, core)
 
@@ -184,17 +186,18 @@ class LowPaxosProbe:
                if slot > core.commit_index):
             self.reach["restarts_with_old_ballot_entries"] += 1
 
-    def _check_committed(self, core) -> None:
-        key = id(core)
-        start = max(self._checked.get(key, 0), core.log_start)
+    def _check_committed(self, replica: int, core) -> None:
+        checked = self._checked[replica]
+        done = checked[1] if checked is not None and checked[0] is core else 0
+        start = max(done, core.log_start)
         for slot in range(start + 1, core.commit_index + 1):
             batch = core.log[slot].batch
             known = self.chosen.setdefault(slot, batch)
             assert known == batch, (
                 f"slot {slot}: replica {core.replica_id} committed {batch!r}, "
                 f"but {known!r} was committed there before")
-        if core.commit_index > self._checked.get(key, -1):
-            self._checked[key] = core.commit_index
+        if checked is None or checked[0] is not core or core.commit_index > done:
+            self._checked[replica] = (core, core.commit_index)
             index, digest = core.applied_index, core.kvs.digest()
             first = self.digest_at.setdefault(index, (core.replica_id, digest))
             assert first[1] == digest, (
@@ -202,10 +205,10 @@ class LowPaxosProbe:
                 f"but hold different states ({first[1]} != {digest})")
 
     def _track_roles(self, replica: int, core, cores: list) -> None:
-        key, role, ballot = self._seen[replica]
+        seen_core, role, ballot = self._seen[replica]
         if role is core.role and ballot == core.promised:
             return
-        self._seen[replica] = (key, core.role, core.promised)
+        self._seen[replica] = (seen_core, core.role, core.promised)
         if core.role.name == "CANDIDATE" and ballot != core.promised:
             self.reach["elections"] += 1
             if any(other is not None and other is not core and other.role.name == "CANDIDATE"
