@@ -164,3 +164,45 @@ CHECKS: tuple[SpecCheck, ...] = (
 
 # The broken variants, for tests/test_tla.py.
 BROKEN: tuple[SpecCheck, ...] = tuple(c for c in CHECKS if c.expect is Expect.VIOLATION)
+
+
+# ---- VR Revisited: spec/VR.tla (issue 8) --------------------------------------------
+# Appended after BROKEN, which stays LowPaxos's list for tests/test_tla.py;
+# tests/test_tla_vr.py tests these. docs/spec.md has the figures.
+
+
+@dataclass(frozen=True, slots=True)
+class NamedViolationCheck(SpecCheck):
+    """A check that must end with TLC reporting one named invariant violated: a
+    broken variant caught by the invariant its bug breaks, or a reachability
+    witness (an invariant saying a state is never reached, which TLC must refute)."""
+
+    invariant: str = ""
+
+    def verdict(self, result: TlcResult) -> tuple[bool, str]:
+        assert self.expect is Expect.VIOLATION and self.invariant
+        if result.outcome is Outcome.INVARIANT_VIOLATED and result.violated_invariant == self.invariant:
+            return True, f"caught: {self.invariant} violated ({len(result.error_trace)} states)"
+        return False, f"FAILED: expected {self.invariant} violated, got {_describe(result)}"
+
+
+def _vr_broken(name: str, invariant: str, timeout_s: float = 300.0) -> NamedViolationCheck:
+    """A broken variant spec/broken/VR<name>.tla with its own configuration."""
+    return NamedViolationCheck(f"broken/VR{name}", f"broken/VR{name}.tla", f"broken/VR{name}.cfg",
+                               Expect.VIOLATION, timeout_s=timeout_s, invariant=invariant)
+
+
+VR_CHECKS: tuple[SpecCheck, ...] = (
+    SpecCheck("VR", "VR.tla", "VR.cfg", Expect.PASS, timeout_s=600),
+    # The CI model's constants with NeverNormalInView3: three view changes are reachable.
+    NamedViolationCheck("VR_views3", "VR.tla", "VR_views3.cfg", Expect.VIOLATION, timeout_s=600,
+                        invariant="NeverNormalInView3"),
+    _vr_broken("OpNumberOnly", "CommittedSurvivesViewChange"),
+    _vr_broken("RecoveryWithoutPrimary", "CommittedSurvivesViewChange"),
+    _vr_broken("TruncateOnLaterView", "CommittedSurvivesViewChange"),
+    SpecCheck("VR_diskless", "VR.tla", "VR_diskless.cfg", Expect.PASS, timeout_s=600),
+    SpecCheck("VR_deep", "VR.tla", "VR_deep.cfg", Expect.PASS, deep=True, timeout_s=1800,
+              time_boxed=True),
+)
+
+CHECKS = CHECKS + VR_CHECKS
