@@ -292,7 +292,7 @@ TestCluster = ClusterMachine.TestCase
 
 # Seeds of the CI sweep (enough for the mutants of docs/testing.md): each a 1.5 s (virtual) safety phase under hostile_plan, with
 # the probe checking every event, then liveness, convergence and linearizability.
-HOSTILE_SEEDS = range(70)
+HOSTILE_SEEDS = range(120)
 HOSTILE_WINDOW_US = 1_500_000
 
 
