@@ -1,6 +1,7 @@
 """Spec replay against the hand-written mutants of tests/mutants/ (docs/spec-replay.md).
 
   python -m lowpaxos.specreplay.mutants [--traces N] [--depth D] [--seed S] [NAME ...]
+  python -m lowpaxos.specreplay.mutants --from FILE [NAME ...]   # behaviours saved before
 
 Generates the behaviours once with TLC (they depend on the spec, not on the core),
 then, for each mutant, applies its patch to a temporary copy of the tree (as
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--from", dest="from_file", type=Path, default=None,
+                        help="behaviours saved by spec-replay run --save-behaviours (no TLC)")
     parser.add_argument("names", nargs="*")
     args = parser.parse_args(argv)
     patches = sorted(MUTANT_DIR.glob("*.patch"))
@@ -82,18 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     from lowpaxos.specreplay.models import MODELS
     from lowpaxos.specreplay.replay import save_all
 
-    model = MODELS["lowpaxos"]()
-    try:
-        behaviours, tlc_seconds = generate(model.model, args.traces, args.depth, args.seed)
-    except GenerateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"TLC: {len(behaviours)} behaviours from {args.traces} walks in {tlc_seconds:.1f} s",
-          flush=True)
-    missed = 0
     with tempfile.TemporaryDirectory(prefix="specreplay-behaviours-") as scratch:
         path = Path(scratch) / "behaviours.jsonl"
-        save_all(behaviours, path)
+        if args.from_file is not None:
+            path = args.from_file.resolve()
+        else:
+            model = MODELS["lowpaxos"]()
+            try:
+                behaviours, tlc_seconds = generate(model.model, args.traces, args.depth, args.seed)
+            except GenerateError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            print(f"TLC: {len(behaviours)} behaviours from {args.traces} walks in "
+                  f"{tlc_seconds:.1f} s", flush=True)
+            save_all(behaviours, path)
+        missed = 0
         for patch in patches:
             started = time.monotonic()
             verdict, detail = run_mutant(patch, path, args.timeout)
