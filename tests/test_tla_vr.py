@@ -3,7 +3,8 @@
 The CI model, the reachability witness of three view changes and the three
 broken variants run here, through the same runner as ``make check-spec``
 (``lowpaxos.tla.checks.VR_CHECKS``); the diskless and deep models run only in
-make check-spec / check-spec-deep. docs/spec.md has the states, depth and
+make check-spec / check-spec-deep, as does the CI model with lagging commit
+hints (VR_lagging). docs/spec.md has the states, depth and
 seconds of each.
 """
 
@@ -50,8 +51,8 @@ def test_vr_checks_are_registered_with_make_check_spec() -> None:
 
 def test_vr_ci_model_passes() -> None:
     """TLC explores the CI model of spec/VR.cfg completely (3 replicas, views 0..3,
-    a diskless replica that may crash once, lagging commit hints): TypeOK, the
-    committed-op invariants and the refinement of ReplicatedLog hold."""
+    a diskless replica that may crash once and recover, two sync replicas): TypeOK,
+    the committed-op invariants and the refinement of ReplicatedLog hold."""
     check = _check("VR")
     result = check.run(workers=2)
     assert result.outcome is Outcome.OK, (result.outcome, result.violated_invariant, result.errors)
