@@ -52,7 +52,7 @@ VARIABLES
     follows,  \* ghost: the replica follows a leader (the core's leader_hint is set)
     seen,     \* ghost: the highest commit index a followed leader announced to it
     floor,    \* ghost: the index r last installed an image at or restarted at (its rows' index)
-    budget,   \* <<elections, crashes, losses>> so far
+    budget,   \* <<elections, crashes, losses, ignored deliveries>> so far
     mix       \* the walk's mix: an index into Mixes
 
 ghostVars == <<follows, seen, floor>>
@@ -82,12 +82,14 @@ MaxWeight == 4
 Kinds == {"StartElection", "HandlePrepare", "HandlePromise", "HandleReject", "Propose",
           "RetryAccept", "HandleAccept", "HandleAccepted", "SendHeartbeat", "HandleHeartbeat",
           "RequestCatchup", "HandleCatchupRequest", "HandleCatchupReply", "TruncateLog",
-          "InstallSnapshot", "Crash", "StepDown", "LoseMessage"}
+          "InstallSnapshot", "Crash", "StepDown", "LoseMessage", "Ignore"}
 Uniform == [k \in Kinds |-> 1]
 ElectionsMix == [name |-> "elections", elections |-> 3 * MaxRound, crashes |-> 2, losses |-> 2,
+                 ignores |-> 2,
                  faultsAfter |-> 0, calm |-> FALSE, proposeFirst |-> FALSE, cuts |-> FALSE,
                  weight |-> Uniform]
 Phase2Mix == [name |-> "phase2", elections |-> 3, crashes |-> 1, losses |-> 2, faultsAfter |-> 1,
+              ignores |-> 3,
               calm |-> TRUE, proposeFirst |-> FALSE, cuts |-> TRUE,
               weight |-> [Uniform EXCEPT !["Propose"] = 2, !["HandleAccept"] = 3,
                                          !["HandleAccepted"] = 3, !["SendHeartbeat"] = 2,
@@ -95,12 +97,13 @@ Phase2Mix == [name |-> "phase2", elections |-> 3, crashes |-> 1, losses |-> 2, f
                                          !["HandleCatchupRequest"] = 4,
                                          !["HandleCatchupReply"] = 4, !["InstallSnapshot"] = 4]]
 RecoveryMix == [name |-> "recovery", elections |-> 4, crashes |-> 1, losses |-> 0, faultsAfter |-> 0,
+                ignores |-> 2,
                 calm |-> TRUE, proposeFirst |-> TRUE, cuts |-> FALSE,
                 weight |-> [k \in Kinds |->
                               CASE k \in {"Propose", "HandlePrepare", "HandlePromise"} -> 3
                                 [] k \in {"StepDown"} -> 2
                                 [] k \in {"StartElection", "HandleAccept", "HandleAccepted",
-                                          "HandleReject", "Crash"} -> 1
+                                          "HandleReject", "Crash", "Ignore"} -> 1
                                 [] OTHER -> 0]]
 \* The default table: what the CI profile and make spec-replay draw from; and
 \* one mix alone (lowpaxos spec-replay run --mix NAME).
@@ -163,7 +166,7 @@ ReplayInit ==
     /\ follows = [r \in Replicas |-> FALSE]
     /\ seen = [r \in Replicas |-> 0]
     /\ floor = [r \in Replicas |-> 0]
-    /\ budget = <<0, 0, 0>>
+    /\ budget = <<0, 0, 0, 0>>
     /\ mix \in 1..Len(Mixes)
 
 \* calm: one election at a time, when nobody leads or campaigns.
@@ -175,7 +178,7 @@ StartElectionStep(r) ==
     /\ StartElection(r)
     /\ promised'[r][1] = promised[r][1] + 1
     /\ follows' = [follows EXCEPT ![r] = FALSE]
-    /\ budget' = <<budget[1] + 1, budget[2], budget[3]>>
+    /\ budget' = [budget EXCEPT ![1] = @ + 1]
     /\ UNCHANGED <<seen, floor, mix>>
     /\ Record("StartElection", r, <<>>)
 
@@ -286,7 +289,7 @@ CrashStep(r) ==
     /\ follows' = [follows EXCEPT ![r] = FALSE]
     /\ seen' = [seen EXCEPT ![r] = commitIndex'[r]]
     /\ floor' = [floor EXCEPT ![r] = commitIndex'[r]]
-    /\ budget' = <<budget[1], budget[2] + 1, budget[3]>>
+    /\ budget' = [budget EXCEPT ![2] = @ + 1]
     /\ UNCHANGED mix
     /\ Record("Crash", r, commitIndex'[r])
 
@@ -305,8 +308,34 @@ LoseMessageStep(m) ==
     /\ LoseMessage
     /\ msgs' = msgs \ {m}
     /\ UNCHANGED <<ghostVars, mix>>
-    /\ budget' = <<budget[1], budget[2], budget[3] + 1>>
+    /\ budget' = [budget EXCEPT ![3] = @ + 1]
     /\ hist' = Append(hist, <<"LoseMessage", 0, Enc(m), {}, <<>>>>)
+
+\* A message delivered to a replica for which the spec takes no step that changes
+\* anything (a stale Accepted at a leader, a Promise of another ballot, a Reject
+\* not above the promise, a duplicate): the core must change nothing the spec
+\* has and take no spec action (replayed as "Ignore", at most M.ignores a walk).
+Handles(r, m) ==
+    CASE m.type = "Prepare" -> HandlePrepareMessage(r, m)
+      [] m.type = "Promise" -> HandlePromiseMessage(r, m)
+      [] m.type = "Reject" -> HandleRejectMessage(r, m)
+      [] m.type = "Accept" -> HandleAcceptMessage(r, m)
+      [] m.type = "Accepted" -> HandleAcceptedMessage(r, m)
+      [] m.type = "Heartbeat" -> HandleHeartbeatMessage(r, m)
+      [] OTHER -> FALSE
+Addressed(r, m) ==
+    /\ m.from # r
+    /\ m.type \in {"Promise", "Reject", "Accepted"} => m.to = r
+    /\ m.type = "Accept" => r \in m.to
+
+IgnoreStep(r, m) ==
+    /\ budget[4] < M.ignores
+    /\ m.type \in {"Prepare", "Promise", "Reject", "Accept", "Accepted", "Heartbeat"}
+    /\ Addressed(r, m)
+    /\ ~ENABLED (Handles(r, m) /\ Changes)
+    /\ UNCHANGED <<vars, ghostVars, mix>>
+    /\ budget' = [budget EXCEPT ![4] = @ + 1]
+    /\ hist' = Append(hist, <<"Ignore", r, Enc(m), {}, Vars(r)>>)
 
 \* One disjunct per action and weight (see Mixes).
 ReplayNext ==
@@ -346,6 +375,8 @@ ReplayNext ==
           W("StepDown", w) /\ StepDownStep(r)
     \/ \E w \in 1..MaxWeight :
           W("LoseMessage", w) /\ \E m \in msgs : LoseMessageStep(m)
+    \/ \E w \in 1..MaxWeight, r \in Replicas :
+          W("Ignore", w) /\ \E m \in msgs : IgnoreStep(r, m)
 
 ReplaySpec == ReplayInit /\ [][ReplayNext]_<<vars, hist, ghostVars, counters>>
 
