@@ -128,8 +128,9 @@ def test_small_configuration_passes() -> None:
     transfers included: TypeOK, Agreement, the committed-prefix invariants, CutIsChosen
     and the refinement of ReplicatedLog hold."""
     check = _check("LowPaxos")
-    # 1.2 M states: about 2 minutes on a quiet machine, 8 to 10 at a load average of 15.
-    result = check.run(workers=2, timeout_s=900)
+    # 1.2 M states: about 2 minutes on a quiet machine, 8 at a load average of 10; at 15
+    # to 20 it did not finish in 900 s (1.1 M states), hence the generous limit.
+    result = check.run(workers=2, timeout_s=1200)
     assert result.outcome is Outcome.OK, result.errors
     assert result.distinct_states is not None and result.distinct_states > 1000
     assert result.depth is not None and result.depth > 10

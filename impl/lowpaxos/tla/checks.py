@@ -118,7 +118,7 @@ def broken_variant(name: str, protocol: str = "LowPaxos", timeout_s: float = 300
 
 CHECKS: tuple[SpecCheck, ...] = (
     SpecCheck("ReplicatedLog", "ReplicatedLog.tla", "ReplicatedLog.cfg", Expect.PASS, timeout_s=120),
-    SpecCheck("LowPaxos", "LowPaxos.tla", "LowPaxos.cfg", Expect.PASS, timeout_s=900),
+    SpecCheck("LowPaxos", "LowPaxos.tla", "LowPaxos.cfg", Expect.PASS, timeout_s=1200),
     SpecCheck(
         "broken/QuorumsTooSmall",
         "LowPaxos.tla",
@@ -142,7 +142,7 @@ CHECKS: tuple[SpecCheck, ...] = (
         "broken/LowPaxosInstallReplaysLog.tla",
         "broken/LowPaxosInstallReplaysLog_invariants.cfg",
         Expect.PASS,
-        timeout_s=600,
+        timeout_s=1200,
     ),
     # Bigger models, time-boxed: two rounds per replica, two slots, both.
     SpecCheck("LowPaxos_rounds2", "LowPaxos.tla", "LowPaxos_rounds2.cfg", Expect.PASS,
