@@ -20,8 +20,9 @@ from lowpaxos.tla.checks import SPEC_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 # The CI profile: 6,000 random walks of 20 steps drawn from the model's mixes
-# (ReplayLowPaxos.tla, MixTable); a walk prints about 2.4 behaviours (the last
-# step's siblings, see generate.py), of which about 1.8 are distinct: over 10,000.
+# (ReplayLowPaxos.tla, MixTable); a walk prints about 2.5 behaviours (the last
+# step's siblings, see generate.py), of which about 1.9 are distinct: 11,486 with
+# seed 1 (docs/spec-replay.md), so over 10,000.
 CI_WALKS = 6000
 CI_DEPTH = 20
 CI_BEHAVIOURS_MIN = 10_000
@@ -35,7 +36,7 @@ def generated():
 
 
 def test_ci_profile_replays_every_behaviour(generated, tmp_path):
-    """At least 10,000 distinct behaviours of depth 20, many with two ballots competing,
+    """At least 10,000 distinct behaviours of depth 20, thousands with two ballots competing,
     replay against the cores with no divergence, and every action of the spec's Next
     is replayed (but the exceptions the adapter lists, each with its reason)."""
     model, behaviours = generated
@@ -46,7 +47,9 @@ def test_ci_profile_replays_every_behaviour(generated, tmp_path):
         f"{tmp_path}):\n" + "\n\n".join(d.report() for d in stats.divergences)
     assert stats.distinct >= CI_BEHAVIOURS_MIN, stats.summary()
     assert min(stats.depths) >= 20, stats.summary()
-    assert stats.competing >= stats.distinct // 5, stats.summary()
+    # Two ballots compete in 2,579 of 11,486 (the phase2 and recovery mixes elect one
+    # at a time); the bound leaves room for changes of the spec.
+    assert stats.competing >= stats.distinct // 8, stats.summary()
     gaps = coverage_gaps(stats, model.adapter, SPEC_DIR)
     assert not gaps, f"spec actions never replayed: {gaps}\n" + \
         coverage_report(stats, model.adapter, SPEC_DIR)
