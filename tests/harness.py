@@ -165,6 +165,11 @@ class LowPaxosProbe:
         self._checked: list[tuple[object, int] | None] = [None] * replicas
         self._open: list[dict[int, object]] = [{} for _ in range(replicas)]
 
+    @staticmethod
+    def recovering(core) -> bool:
+        """Never: a restarted LowPaxos replica has its disk."""
+        return False
+
     def observe(self, cores: list) -> None:
         for replica, core in enumerate(cores):
             if core is None:
@@ -235,3 +240,97 @@ class LowPaxosProbe:
 
 
 PROBES = {"lowpaxos": LowPaxosProbe}
+
+
+class VRProbe:
+    """Safety and reach of VR Revisited cores (impl/lowpaxos/protocols/vr), read after
+    every simulator event.
+
+    Safety: an op a replica executed (at or below its commit-number, above its log
+    cut) never changes and is the same everywhere (§4 of the paper: committed ops
+    survive view changes), and two replicas that executed the same ops hold the same
+    KVS digest.
+
+    Reach: view changes started (a replica entering a view-change status in a new
+    view), view changes won (a new primary normal in its view), restarts, recoveries
+    (a recovering replica back to normal by the nonce protocol, §4.3), log state
+    transfers (a replica that joined a view without its log receiving it by NewState,
+    §5.2); the rows transfers installed are counted by the machine for every protocol.
+    """
+
+    REACH = ("view_changes_started", "view_changes", "restarts", "recoveries",
+             "log_state_transfers")
+
+    def __init__(self, replicas: int) -> None:
+        self.replicas = replicas
+        self.chosen: dict[int, object] = {}
+        self.digest_at: dict[int, tuple[int, str]] = {}
+        self.reach = dict.fromkeys(self.REACH, 0)
+        # Per replica: (the core object, view, status, awaiting state) when last read.
+        self._seen: list[tuple | None] = [None] * replicas
+        self._checked: list[tuple[object, int] | None] = [None] * replicas
+
+    @staticmethod
+    def recovering(core) -> bool:
+        """Up but still without its state (diskless recovery, §4.3): for the crash budget
+        it counts as down."""
+        return core.status.name == "RECOVERING"
+
+    def observe(self, cores: list) -> None:
+        for replica, core in enumerate(cores):
+            if core is None:
+                self._seen[replica] = None
+                continue
+            seen = self._seen[replica]
+            if seen is None or seen[0] is not core:
+                if seen is not None or core.commit or core.log or self.recovering(core):
+                    self.reach["restarts"] += 1
+                seen = (core, core.view, core.status, core.awaiting_state())
+                self._seen[replica] = seen
+            self._check_committed(replica, core)
+            self._track(replica, core, seen)
+
+    def _check_committed(self, replica: int, core) -> None:
+        checked = self._checked[replica]
+        done = checked[1] if checked is not None and checked[0] is core else 0
+        for op in range(max(done, core.log_start) + 1, core.commit + 1):
+            batch = core.log[op]
+            known = self.chosen.setdefault(op, batch)
+            assert known == batch, (
+                f"op {op}: replica {core.replica_id} executed {batch!r}, "
+                f"but {known!r} was committed there before")
+        if checked is None or checked[0] is not core or core.commit != done:
+            self._checked[replica] = (core, core.commit)
+            digest = core.kvs.digest()
+            first = self.digest_at.setdefault(core.commit, (core.replica_id, digest))
+            assert first[1] == digest, (
+                f"replicas {first[0]} and {core.replica_id} executed ops up to {core.commit} "
+                f"but hold different states ({first[1]} != {digest})")
+
+    def _track(self, replica: int, core, seen: tuple) -> None:
+        _, view, status, awaiting = seen
+        now = (core, core.view, core.status, core.awaiting_state())
+        if now[1:] == seen[1:]:
+            return
+        self._seen[replica] = now
+        if core.status.name == "VIEW_CHANGE" and (status.name != "VIEW_CHANGE" or core.view > view):
+            self.reach["view_changes_started"] += 1
+        if core.is_primary() and (status.name != "NORMAL" or core.view > view):
+            self.reach["view_changes"] += 1
+        if status.name == "RECOVERING" and core.status.name == "NORMAL":
+            self.reach["recoveries"] += 1
+        if awaiting and not now[3] and core.view == view:
+            self.reach["log_state_transfers"] += 1
+
+
+PROBES["vr"] = VRProbe
+
+
+def crash_budget(spec, config) -> int | None:
+    """How many replicas may be down (or up but still recovering their state) at once:
+    any number when the protocol keeps its state on disk, f when it does not (VR's
+    disk = "none", the paper's §4.3 assumption). Read from the registry's per-protocol
+    rows_durable, not from a protocol name."""
+    if spec.rows_durable(config):
+        return None
+    return (config.replicas - 1) // 2

@@ -21,11 +21,12 @@ schedules reached (elections, re-proposed slots, restarts with old-ballot entrie
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 
 import pytest
-from hypothesis import event, strategies as st
+from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
                                  rule)
 
@@ -33,9 +34,8 @@ from lowpaxos.check.linearizability import check_history
 from lowpaxos.protocols.registry import PROTOCOLS
 from lowpaxos.sim.faults import hostile_plan
 from lowpaxos.sim.simulator import SimOptions, Simulator
-from tests.harness import PROBES
+from tests.harness import PROBES, crash_budget
 
-PROTOCOL = "lowpaxos"
 REPLICAS = 3
 TICK_US = 1_000
 LIVENESS_US_MAX = 60_000_000
@@ -53,28 +53,53 @@ CONFIGS = {
         dict(window_slots=2, snapshot_slots=1, log_slots_max=3, pending_commands_max=8,
              batch_bytes_max=200, transfer_chunk_bytes=64, transfer_window=2),
     ],
+    # VR: the same two shapes in VR's settings (log_slots_max holds snapshot_slots +
+    # window_slots, VRConfig.validate).
+    "vr": [
+        dict(window_slots=4, snapshot_slots=8, log_slots_max=24, pending_commands_max=16,
+             batch_bytes_max=300, transfer_chunk_bytes=64, transfer_window=2),
+        dict(window_slots=2, snapshot_slots=1, log_slots_max=3, pending_commands_max=8,
+             batch_bytes_max=200, transfer_chunk_bytes=64, transfer_window=2),
+    ],
+}
+SHAPES = 2
+assert all(len(shapes) == SHAPES for shapes in CONFIGS.values())
+
+# What runs under the same rules: (protocol, config options) by name. VR in both disk
+# modes: "none" is the paper's diskless replicas, where the crash rules keep at most f
+# replicas down or recovering at once (crash_budget, from the registry's rows_durable).
+VARIANTS = {
+    "lowpaxos": ("lowpaxos", {}),
+    "vr-sync": ("vr", {"disk": "sync"}),
+    "vr-none": ("vr", {"disk": "none"}),
 }
 
 # What the schedules reached, summed over the examples of this run (printed at the end):
 # the Hypothesis machine's examples and the seeded hostile runs apart.
-REACH_TOTAL: Counter = Counter()
-REACH_HOSTILE: Counter = Counter()
+REACH_TOTAL: defaultdict[str, Counter] = defaultdict(Counter)  # by variant
+REACH_HOSTILE: defaultdict[str, Counter] = defaultdict(Counter)
 
 
 class ClusterMachine(RuleBasedStateMachine):
-    """One simulated cluster per example; rules are faults and the passage of time."""
+    """One simulated cluster per example; rules are faults and the passage of time.
+    ``variant`` (a key of VARIANTS) names the protocol and its options; the TestCase
+    classes below differ in that alone."""
+
+    variant = "lowpaxos"
 
     def __init__(self) -> None:
         super().__init__()
         self.sim: Simulator | None = None
         self.held: list = []  # InFlight messages taken off the wire, to replay later
 
-    @initialize(shape=st.integers(0, len(CONFIGS[PROTOCOL]) - 1), seed=st.integers(0, 2**16))
+    @initialize(shape=st.integers(0, SHAPES - 1), seed=st.integers(0, 2**16))
     def start(self, shape, seed):
-        spec = PROTOCOLS[PROTOCOL]
+        protocol, options = VARIANTS[self.variant]
+        spec = PROTOCOLS[protocol]
         config = spec.make_config(REPLICAS, invariant_full_scan_steps=1,
-                                  **CONFIGS[PROTOCOL][shape])
-        self.probe = PROBES[PROTOCOL](REPLICAS)
+                                  **options, **CONFIGS[protocol][shape])
+        self.probe = PROBES[protocol](REPLICAS)
+        self.budget = crash_budget(spec, config)
         self.shape = shape
         # The probe reads the cores after every event the simulator logs (every
         # delivery, tick, client step and fault), so a violation is caught at the step
@@ -85,6 +110,11 @@ class ClusterMachine(RuleBasedStateMachine):
 
     def _observe(self, line: str) -> None:
         self.probe.observe(self.sim.cores())
+
+    def _may_crash(self) -> bool:
+        """Whether one more replica may go down: always when state is on disk; while
+        fewer than f are down or recovering when it is not (crash_budget)."""
+        return self.budget is None or impaired(self.sim, self.probe) < self.budget
 
     def _replica_traffic(self) -> list:
         return [f for f in self.sim.pending_messages()
@@ -198,6 +228,7 @@ class ClusterMachine(RuleBasedStateMachine):
 
     # ---- replicas ----
 
+    @precondition(lambda self: self._may_crash())
     @rule(replica=st.integers(0, REPLICAS - 1))
     def crash(self, replica):
         self.sim.crash(replica)
@@ -206,14 +237,14 @@ class ClusterMachine(RuleBasedStateMachine):
     def restart(self, replica):
         self.sim.restart(replica)
 
-    @precondition(lambda self: self._replica_traffic())
+    @precondition(lambda self: self._may_crash() and self._replica_traffic())
     @rule(pick=st.integers(0, 10_000))
     def crash_a_sender(self, pick):
         """Crash a replica whose messages are still in flight; they arrive after it died."""
         pending = self._replica_traffic()
         self.sim.crash(pending[pick % len(pending)].source)
 
-    @precondition(lambda self: self._replica_traffic())
+    @precondition(lambda self: self._may_crash() and self._replica_traffic())
     @rule(pick=st.integers(0, 10_000))
     def crash_after_taking(self, pick):
         """Deliver a message, lose every reply to it, crash the receiver: what it
@@ -228,6 +259,7 @@ class ClusterMachine(RuleBasedStateMachine):
                 self.sim.drop(reply.msg_id)
         self.sim.crash(flight.target)
 
+    @precondition(lambda self: self._may_crash())
     @rule(replica=st.integers(0, REPLICAS - 1), ms=st.integers(1, 600))
     def crash_and_restart_later(self, replica, ms):
         """Down while the others go on, then back from its lagging disk."""
@@ -269,55 +301,104 @@ class ClusterMachine(RuleBasedStateMachine):
         assert verdict.linearizable is True, verdict.explanation
         # What the schedule reached, for `pytest --hypothesis-show-statistics` and the
         # module summary.
-        REACH_TOTAL["examples"] += 1
-        REACH_TOTAL[f"examples_config_{self.shape}"] += 1
+        totals = REACH_TOTAL[self.variant]
+        totals["examples"] += 1
+        totals[f"examples_config_{self.shape}"] += 1
         for name, count in self.probe.reach.items():
-            REACH_TOTAL[name] += count
+            totals[name] += count
             if count:
-                REACH_TOTAL[f"examples_with_{name}"] += 1
+                totals[f"examples_with_{name}"] += 1
             event(f"{name}: {min(count, 5)}{'+' if count >= 5 else ''}")
         installs = sum(core.transfers_installed for core in sim.cores())
-        REACH_TOTAL["transfers_installed"] += installs
-        REACH_TOTAL["examples_with_transfers_installed"] += bool(installs)
+        totals["transfers_installed"] += installs
+        totals["examples_with_transfers_installed"] += bool(installs)
         event(f"transfers installed (replicas): {installs}")
 
 
+def impaired(sim: Simulator, probe) -> int:
+    """Replicas down, or up but still recovering their state (the probe says)."""
+    return sum(1 for core in sim.cores() if core is None or probe.recovering(core))
+
+
+def machine_for(variant: str, examples_share: float):
+    """The one machine for ``variant``, with a share of the profile's examples."""
+    machine = type(f"ClusterMachine_{variant.replace('-', '_')}", (ClusterMachine,),
+                   {"variant": variant})
+    case = machine.TestCase
+    case.settings = settings(max_examples=max(1, round(settings.default.max_examples
+                                                        * examples_share)))
+    return case
+
+
 TestCluster = ClusterMachine.TestCase
+# VR in both disk modes, with fewer examples than LowPaxos (the time budget of make
+# test; docs/testing.md gives the numbers).
+VR_EXAMPLES_SHARE = 0.6
+TestClusterVRSync = machine_for("vr-sync", VR_EXAMPLES_SHARE)
+TestClusterVRDiskless = machine_for("vr-none", VR_EXAMPLES_SHARE)
 
 
 # ---- Seeded hostile schedules: the simulator's own network and fault plan ----
 
 # Seeds of the CI sweep (enough for the mutants of docs/testing.md): each a 1.5 s (virtual) safety phase under hostile_plan, with
 # the probe checking every event, then liveness, convergence and linearizability.
-HOSTILE_SEEDS = range(120)
+HOSTILE_SEEDS = {"lowpaxos": range(120), "vr-sync": range(60), "vr-none": range(60)}
 HOSTILE_WINDOW_US = 1_500_000
 
 
-def hostile_run(seed: int) -> dict:
+def hostile_run(seed: int, variant: str = "lowpaxos") -> dict:
     """One seeded run under a hostile plan; returns the probe's reach. Fails (assert)
     on any safety, liveness or linearizability violation, naming the seed."""
     rng = random.Random(seed)
-    spec = PROTOCOLS[PROTOCOL]
-    shapes = CONFIGS[PROTOCOL]
-    config = spec.make_config(REPLICAS, invariant_full_scan_steps=1,
+    protocol, options = VARIANTS[variant]
+    spec = PROTOCOLS[protocol]
+    shapes = CONFIGS[protocol]
+    config = spec.make_config(REPLICAS, invariant_full_scan_steps=1, **options,
                               **shapes[seed % len(shapes)])
     plan, cuts = hostile_plan(rng, REPLICAS, HOSTILE_WINDOW_US, TICK_US,
-                              election_ticks=getattr(config, "election_ticks", 100))
-    probe = PROBES[PROTOCOL](REPLICAS)
+                              election_ticks=getattr(config, "election_ticks",
+                                                     getattr(config, "view_change_ticks", 100)))
+    budget = crash_budget(spec, config)
+    crashes = ()
+    if budget is not None:
+        # The plan's crashes ignore who else is down; here each is made between runs of
+        # events only if the budget allows it then (and its restart is then scheduled).
+        crashes, plan = plan.crashes, dataclasses.replace(plan, crashes=())
+    probe = PROBES[protocol](REPLICAS)
     cell: list[Simulator] = []
     sim = Simulator(spec, config, SimOptions(
         replicas=REPLICAS, clients=rng.choice((3, 6)), ops=1_000_000, keys=rng.choice((2, 6)),
         value_bytes=40, seed=seed, tick_us=TICK_US,
         print_events=lambda line: probe.observe(cell[0].cores())), plan)
     cell.append(sim)
-    where = f"seed {seed} ({plan.describe()}, {len(cuts)} link cuts)"
-    for cut in cuts:
-        # The simulator's FaultPlan knows group partitions only; any set of links
-        # (a bridge) is cut here, through its cut_links, between runs of events.
-        sim.run_until(min(cut.time_us, HOSTILE_WINDOW_US), events_max=2_000_000)
-        sim.cut_links = set(cut.links)
-        sim.run_until(min(cut.time_us + cut.duration_us, HOSTILE_WINDOW_US), events_max=2_000_000)
-        sim.cut_links = set()
+    where = (f"{variant} seed {seed} ({plan.describe()}, {len(cuts)} link cuts, "
+             f"{len(crashes)} budgeted crashes)")
+    # The simulator's FaultPlan knows group partitions only; any set of links (a bridge)
+    # is cut here, through its cut_links, between runs of events; so are budgeted crashes.
+    timeline = []  # (time, order, kind, value)
+    for order, cut in enumerate(cuts):
+        timeline.append((cut.time_us, 2 * order, "cut", cut.links))
+        timeline.append((cut.time_us + cut.duration_us, 2 * order + 1, "heal_links", None))
+    for crash in crashes:
+        timeline.append((crash.time_us, len(timeline), "crash", crash))
+    heapq.heapify(timeline)
+    while timeline:
+        time_us, _, kind, value = heapq.heappop(timeline)
+        if time_us >= HOSTILE_WINDOW_US:
+            break
+        sim.run_until(time_us, events_max=2_000_000)
+        if kind == "cut":
+            sim.cut_links = set(value)
+        elif kind == "heal_links":
+            sim.cut_links = set()
+        elif kind == "crash":
+            if sim.cores()[value.replica] is not None and impaired(sim, probe) < budget:
+                sim.crash(value.replica)
+                heapq.heappush(timeline, (time_us + value.downtime_us, len(timeline) + 10**6,
+                                          "restart", value.replica))
+        else:
+            sim.restart(value)
+    sim.cut_links = set()
     sim.run_until(HOSTILE_WINDOW_US, events_max=2_000_000)
     sim.end_faults()
     sim.options = dataclasses.replace(sim.options, ops=sim.ops_issued)
@@ -332,17 +413,20 @@ def hostile_run(seed: int) -> dict:
     return dict(probe.reach, transfers_installed=sum(c.transfers_installed for c in sim.cores()))
 
 
-@pytest.mark.parametrize("seed", HOSTILE_SEEDS)
-def test_hostile_schedule(seed):
+@pytest.mark.parametrize("variant,seed", [
+    pytest.param(variant, seed, id=f"{variant}-{seed}")
+    for variant, seeds in HOSTILE_SEEDS.items() for seed in seeds])
+def test_hostile_schedule(variant, seed):
     """A seeded run under hostile_plan (leaders cut off with proposals in flight, every
     replica alone, crash-restarts, loss, duplication, reordering past new ballots) keeps
     every committed slot and applied state equal everywhere at every event, finishes
     on a healed network, converges and is linearizable."""
-    reach = hostile_run(seed)
-    REACH_HOSTILE["examples"] += 1
+    reach = hostile_run(seed, variant)
+    totals = REACH_HOSTILE[variant]
+    totals["examples"] += 1
     for name, count in reach.items():
-        REACH_HOSTILE[name] += count
-        REACH_HOSTILE[f"examples_with_{name}"] += bool(count)
+        totals[name] += count
+        totals[f"examples_with_{name}"] += bool(count)
 
 
 def reach_line(title: str, totals: Counter) -> str | None:
@@ -351,9 +435,8 @@ def reach_line(title: str, totals: Counter) -> str | None:
     if not examples:
         return None
     parts = [f"{examples} examples"]
-    for name in ("elections", "leaders", "competing_candidates", "reproposed_slots",
-                 "restarts", "restarts_with_old_ballot_entries", "reaccepted_other_value",
-                 "transfers_installed"):
+    names = [key for key in totals if key != "examples" and not key.startswith("examples_")]
+    for name in names:
         parts.append(f"{name} {totals[name]} ({totals[name] / examples:.1f}/example,"
                      f" in {totals['examples_with_' + name]})")
     return f"{title}: " + "; ".join(parts)
@@ -363,8 +446,10 @@ def reach_line(title: str, totals: Counter) -> str | None:
 def print_reach(request):
     """After the module: what the schedules reached over all examples of this run."""
     yield
-    lines = [line for line in (reach_line("stateful reach", REACH_TOTAL),
-                               reach_line("hostile-plan reach", REACH_HOSTILE)) if line]
+    lines = [line for variant in VARIANTS
+             for line in (reach_line(f"{variant} stateful reach", REACH_TOTAL[variant]),
+                          reach_line(f"{variant} hostile-plan reach", REACH_HOSTILE[variant]))
+             if line]
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is None or capture is None or not lines:
