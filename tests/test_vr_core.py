@@ -304,6 +304,29 @@ def test_new_primary_fetches_committed_ops_it_lacks():
     assert "GetState" in {type(msg).__name__ for s, t, msg in cluster.sent if s == 1}
 
 
+def test_get_state_from_a_replica_out_of_the_view_serves_committed_ops_only():
+    """§5.2: a replica that is not normal in the asker's view serves only ops it has
+    executed (committed ops are the same in every log); an op it holds above its
+    commit-number may still be replaced by the view change, so it is never handed on as
+    committed."""
+    cluster = VRCluster()
+    put_many(cluster, 2)
+    cluster.tick_all(cluster.config.commit_ticks)
+    cluster.cut = {frozenset((0, 2))}
+    cluster.submit(0, 1, "put", "open", b"o")
+    cluster.tick(0)
+    cluster.deliver_all(lose=(m.PrepareOK,))
+    core1 = cluster.cores[1]
+    assert (core1.op, core1.commit) == (3, 2), "op 3 is held by replica 1, not committed"
+    cluster.carry_out(1, _start_view_change(core1))
+    cluster.queue.clear()
+    assert core1.status is Status.VIEW_CHANGE
+    effects = core1.on_message(2, m.GetState(core1.view, 1))
+    (new_state,) = [msg for _, msg in effects.send if isinstance(msg, m.NewState)]
+    assert new_state.committed_only and [e.op for e in new_state.entries] == [2]
+    assert new_state.op == 2
+
+
 # ------------------------------------------------------------ the truncation pitfall
 
 
@@ -429,6 +452,28 @@ def test_recovery_waits_for_the_primary_response():
     cluster.tick(4, cluster.config.recovery_retry_ticks)
     cluster.deliver_all()
     assert recovering.status is Status.NORMAL and recovering.view == 0
+    assert committed_log(recovering) == committed_log(cluster.cores[0])
+
+
+def test_recovery_needs_f_plus_one_responses_even_with_the_primarys():
+    """§4.3 step 3: f responses, the primary's among them, are not enough: a primary
+    alone may have been replaced without knowing it, and only f + 1 responses meet every
+    quorum of a later view. The f + 1-th completes the recovery."""
+    cluster = VRCluster(replicas=5, disk="none")
+    put_many(cluster, 2)
+    cluster.tick_all(cluster.config.commit_ticks)
+    cluster.crash(4)
+    cluster.restart(4)
+    recovering = cluster.cores[4]
+    cluster.cut = {frozenset((2, 4)), frozenset((3, 4))}  # f = 2 answer: 0 (primary) and 1
+    cluster.tick(4)
+    cluster.deliver_all()
+    assert recovering.status is Status.RECOVERING, "f responses do not recover"
+    assert set(recovering.recovery_responses) == {0, 1}
+    cluster.cut = {frozenset((3, 4))}
+    cluster.tick(4, cluster.config.recovery_retry_ticks)
+    cluster.deliver_all()
+    assert recovering.status is Status.NORMAL
     assert committed_log(recovering) == committed_log(cluster.cores[0])
 
 

@@ -6,6 +6,7 @@ C = "impl/lowpaxos/protocols/lowpaxos/core.py"
 K = "impl/lowpaxos/kvs.py"
 D = "impl/lowpaxos/protocols/lowpaxos/durable.py"
 M = "impl/lowpaxos/protocols/lowpaxos/messages.py"
+VC = "impl/lowpaxos/protocols/vr/core.py"
 MUTANTS = [
  ("accept_lower_ballot", C, "        if ballot < self.promised:\n            self._drop(\"stale_ballot\")",
   "        if False and ballot < self.promised:\n            self._drop(\"stale_ballot\")",
@@ -132,6 +133,56 @@ MUTANTS = [
   "                    self.log.error(\"storage_write_failed\", error=repr(error))\n                    os._exit(EXIT_STORAGE_FAILED)",
   "                    self.log.error(\"storage_write_failed\", error=repr(error))",
   "(f) A replica whose storage write failed logs it and goes on sending the batch instead of stopping."),
+ # ---- VR Revisited (issue 8, helper h11): the six bug classes of the issue, killed by the
+ # generic tests (stateful machine and hostile seeds, both disk modes) or tests/test_vr_core.py.
+ # view-change log choice (§4.2 step 3)
+ ("vr_view_change_by_op_number", VC,
+  "        return max(candidates, key=lambda r: (candidates[r].last_normal_view,\n                                              candidates[r].op, -r))",
+  "        return max(candidates, key=lambda r: (candidates[r].op, -r))",
+  "VR: the new primary takes the DoViewChange log with the largest op-number, ignoring the last normal view."),
+ ("vr_view_change_by_last_normal_view_only", VC,
+  "        return max(candidates, key=lambda r: (candidates[r].last_normal_view,\n                                              candidates[r].op, -r))",
+  "        return max(candidates, key=lambda r: (candidates[r].last_normal_view, -r))",
+  "VR: the new primary takes a log of the largest last normal view, but not the longest of them (lowest replica id)."),
+ # recovery quorum (§4.3 step 3)
+ ("vr_recovery_quorum_one_short", VC,
+  "        if len(self.recovery_responses) < self.config.quorum:\n            return",
+  "        if len(self.recovery_responses) < self.config.quorum - 1:\n            return",
+  "VR: a recovering replica completes with f RecoveryResponses instead of f + 1, so it may miss the latest view."),
+ ("vr_recovery_without_primary", VC,
+  "        if primary is None or primary.view != latest or not primary.primary:\n            return  # wait for the latest view's primary (a retry asks again)",
+  "        if primary is None or primary.view != latest or not primary.primary:\n            primary = max(self.recovery_responses.values(), key=lambda m: (m.primary, m.view))",
+  "VR: a recovering replica does not wait for the latest view's primary: with f + 1 backup responses it takes an empty log."),
+ # nonce ignored (§4.3)
+ ("vr_nonce_ignored", VC,
+  "        if self.status is not Status.RECOVERING or message.nonce != self.nonce:",
+  "        if self.status is not Status.RECOVERING:",
+  "VR: a recovering replica counts RecoveryResponses to any nonce, old recoveries' answers included."),
+ # commit-number ahead of the log (§4.1 step 7, §5.2)
+ ("vr_commit_from_old_view_log", VC,
+  ("        if self.awaiting_state():\n            return self._drop(\"awaiting_state\")\n        self.truncate_hint",
+   "        assert not self.awaiting_state(), \"only a log of this view may be committed from it\"\n"),
+  ("        self.truncate_hint", ""),
+  "VR: a backup that joined a view without its log executes up to the new primary's commit-number from its old view's log, and acknowledges it."),
+ ("vr_primary_commit_one_short", VC,
+  "        held = min(holders[self.config.quorum - 1], self.op)",
+  "        held = min(holders[self.config.quorum - 2], self.op)",
+  "VR: the primary's commit-number runs ahead of what f + 1 logs hold (one PrepareOK short)."),
+ # client table (§4.1 step 2)
+ ("vr_client_table_resends_no_result", VC,
+  "            # §4.1 step 2: the latest request, executed: resend its reply from the table.\n            effects.reply.append(ClientReply(command.client_id, command.request_id,\n                                             ReplyStatus.OK, result, self.replica_id))",
+  "            # §4.1 step 2: the latest request, executed: resend its reply from the table.\n            effects.reply.append(ClientReply(command.client_id, command.request_id,\n                                             ReplyStatus.OK, None, self.replica_id))",
+  "VR: the client table answers a retry of an executed request without its recorded result."),
+ # state transfer (§5.2)
+ ("vr_get_state_serves_open_ops", VC,
+  ("        last = self.op if whole else self.commit\n",
+   "            entries = [e for e in entries if e.op <= self.commit]\n"),
+  ("        last = self.op\n", ""),
+  "VR: GetState from a replica not normal in the asker's view serves its uncommitted ops as committed ones."),
+ ("vr_join_view_truncates_log", VC,
+  "        self._leave_primary()\n        self.view = view\n        if self.status is not Status.NORMAL:\n            self._set_status(Status.NORMAL, action)\n        self._reset_view_change()\n        self._persist_view(effects)",
+  "        self._leave_primary()\n        for held in [o for o in self.log if o > self.commit]:\n            del self.log[held]\n        self.op = self.commit\n        if self.sync:\n            effects.persist.append(SaveEntries(self.commit, ()))\n        self.view = view\n        if self.status is not Status.NORMAL:\n            self._set_status(Status.NORMAL, action)\n        self.last_normal_view = view\n        self._reset_view_change()\n        self._persist_view(effects)",
+  "VR: the state-transfer pitfall (§5.2 read literally): a replica joining a later view by a Prepare truncates its log to its commit-number and is normal in that view at once."),
 ]
 out = root / "tests/mutants"
 for name, path, old, new, desc in MUTANTS:

@@ -32,6 +32,7 @@ MUTANT_DIR = ROOT / "tests" / "mutants"
 TEST_ORDER = [
     "tests/test_kvs.py",
     "tests/test_lowpaxos_core.py",
+    "tests/test_vr_core.py",
     "tests/test_sim.py",
     "tests/test_stateful.py",
     "tests/test_storage_crash.py",
@@ -41,6 +42,8 @@ TEST_ORDER = [
 GENERIC_ORDER = [
     "tests/test_stateful.py::test_hostile_schedule",  # seeded sweeps first: cheap, repeatable
     "tests/test_stateful.py::TestCluster",
+    "tests/test_stateful.py::TestClusterVRSync",
+    "tests/test_stateful.py::TestClusterVRDiskless",
 ]
 # What the simulator runs: a mutant elsewhere (the runtime's storage or its network
 # loop) is out of reach of the generic tests and --generic leaves it out, saying so.
