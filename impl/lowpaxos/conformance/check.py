@@ -59,6 +59,7 @@ class Verdict:
     line: int | None = None  # first divergent line (1-based, in the file)
     report: str = ""
     violated: str | None = None  # the safety invariant a replayed state violated
+    protocol: str = "lowpaxos"  # the trace's protocol (its meta line)
     error: str | None = None  # TLC could not run or failed (exit 2)
 
     @property
@@ -66,9 +67,9 @@ class Verdict:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-def spec_actions_of(spec_dir: Path = SPEC_DIR) -> list[str]:
-    """The action names in LowPaxos's Next (for the coverage check)."""
-    text = (spec_dir / "LowPaxos.tla").read_text(encoding="utf-8")
+def spec_actions_of(spec_dir: Path = SPEC_DIR, module: str = "LowPaxos") -> list[str]:
+    """The action names in the spec's Next (for the coverage check)."""
+    text = (spec_dir / f"{module}.tla").read_text(encoding="utf-8")
     match = re.search(r"^Next ==\n(.*?)\n\n", text, re.S | re.M)
     if match is None:
         return []
@@ -118,8 +119,10 @@ def check_trace(path: str | Path, *, spec_dir: Path = SPEC_DIR, keep: Path | Non
     spec_file = spec_dir / f"{trace.protocol.spec_module}.tla"
     symmetries = mapping.symmetry_definitions(spec_file.read_text(encoding="utf-8"))
     verdict = Verdict(str(path), False, len(trace.events), 0.0)
+    verdict.protocol = trace.protocol.name
     verdict.trace_actions = Counter(e.action for e in trace.events)
-    verdict.spec_actions = Counter(p.spec_action for p in plans if p.spec_action != "Skip")
+    verdict.spec_actions = Counter(p.spec_action for p in plans
+                                   if p.spec_action not in ("Skip", "Acks"))
     workdir = Path(tempfile.mkdtemp(prefix="lowpaxos-conformance-"))
     try:
         # No invariant on l: TLC would print the whole error trace of a conforming trace,
@@ -148,7 +151,7 @@ def check_trace(path: str | Path, *, spec_dir: Path = SPEC_DIR, keep: Path | Non
         if plans[index - 1].unreachable is not None:
             verdict.report = (_headline(trace, index) + "\n  event: " + _event_text(event)
                               + "\n  " + plans[index - 1].unreachable + _rounds_note(trace))
-        elif explain:
+        elif explain and getattr(mapping, "EXPLAIN", True):
             verdict.report = _explain(trace, plans, index, module_text, model, workdir, spec_dir,
                                       timeout_s, symmetries)
         else:

@@ -1,13 +1,16 @@
-"""``lowpaxos conformance``: check implementation traces against spec/LowPaxos.tla.
+"""``lowpaxos conformance``: check implementation traces against spec/LowPaxos.tla or
+spec/VR.tla (the trace's meta line names the protocol).
 
     lowpaxos conformance check TRACE.ndjson [...]   exit 0 conforms, 1 does not, 2 bad input
+                                                    (the spec is the trace's: LowPaxos.tla or VR.tla)
     lowpaxos conformance run [--quick]              what `make conformance` runs
 
 ``run`` regenerates simulator traces with faults, checks them and the corpus in
 traces/, checks that every trace in traces/bad/ is rejected at the line its
 sidecar ``.txt`` names (``reject-at-line: N``), checks one trace of a real
 3-process cluster, then prints the action coverage and the events checked per
-second. It fails if any check fails or an action of LowPaxos.tla never appears.
+second. It fails if any check fails or an action of LowPaxos.tla or VR.tla never
+appears (each protocol's coverage over its own traces).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ EXIT_CONFORMS, EXIT_DIVERGES, EXIT_BAD_INPUT = 0, 1, 2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="conformance_command", required=True)
-    check = commands.add_parser("check", help="check trace files against spec/LowPaxos.tla")
+    check = commands.add_parser("check", help="check trace files against their protocol's spec")
     check.add_argument("traces", nargs="+", metavar="TRACE.ndjson")
     check.add_argument("--spec-dir", type=Path, default=SPEC_DIR, help=argparse.SUPPRESS)
     check.add_argument("--keep", type=Path, default=None,
@@ -120,8 +123,9 @@ def run_command(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     failures: list[str] = []
-    spec_actions: Counter = Counter()
-    trace_actions: Counter = Counter()
+    # protocol -> counts (each protocol's coverage is of its own spec)
+    spec_actions: dict[str, Counter] = {"lowpaxos": Counter(), "vr": Counter()}
+    trace_actions: dict[str, Counter] = {"lowpaxos": Counter(), "vr": Counter()}
     events = 0
     tlc_seconds = 0.0
 
@@ -133,8 +137,8 @@ def run_command(args: argparse.Namespace) -> int:
         if status != EXIT_CONFORMS:
             failures.append(f"{label}: expected to conform")
         if verdict is not None:
-            spec_actions.update(verdict.spec_actions)
-            trace_actions.update(verdict.trace_actions)
+            spec_actions.setdefault(verdict.protocol, Counter()).update(verdict.spec_actions)
+            trace_actions.setdefault(verdict.protocol, Counter()).update(verdict.trace_actions)
             if status == EXIT_CONFORMS:
                 events += verdict.events
                 tlc_seconds += verdict.seconds
@@ -142,7 +146,8 @@ def run_command(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="lowpaxos-conformance-run-") as tmp:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        runs = corpus.QUICK_RUNS if args.quick else corpus.FAULTY_RUNS
+        runs = (corpus.QUICK_RUNS + corpus.VR_QUICK_RUNS if args.quick
+                else corpus.FAULTY_RUNS + corpus.VR_RUNS)
         print(f"simulator runs with faults ({len(runs)}):", flush=True)
         for run in runs:
             path = out / f"{run.name()}.ndjson"
@@ -167,8 +172,8 @@ def run_command(args: argparse.Namespace) -> int:
                 failures.append(f"traces/bad/{path.name}: rejected at {got}, expected {want}")
                 print("    " + message.replace("\n", "\n    "), flush=True)
             if verdict is not None:
-                spec_actions.update(verdict.spec_actions)
-                trace_actions.update(verdict.trace_actions)
+                spec_actions.setdefault(verdict.protocol, Counter()).update(verdict.spec_actions)
+                trace_actions.setdefault(verdict.protocol, Counter()).update(verdict.trace_actions)
 
         if not (args.quick or args.no_cluster):
             print("a real 3-process cluster on 127.0.0.1:", flush=True)
@@ -180,11 +185,16 @@ def run_command(args: argparse.Namespace) -> int:
                 failures.append(f"cluster trace: {error}")
                 print(f"  cluster trace: FAILED: {error}", flush=True)
 
-    print(coverage_table(spec_actions, trace_actions, args.spec_dir), flush=True)
-    required = [a for a in spec_actions_of(args.spec_dir) if a not in NOT_IN_TRACES]
-    missing = [a for a in required if spec_actions[a] == 0]
-    if missing:
-        failures.append("spec actions never exercised: " + ", ".join(missing))
+    from lowpaxos.conformance.protocols import trace_protocol
+
+    for name in sorted(spec_actions):
+        module = trace_protocol(name).spec_module
+        print(coverage_table(spec_actions[name], trace_actions[name], args.spec_dir, module),
+              flush=True)
+        required = [a for a in spec_actions_of(args.spec_dir, module) if a not in NOT_IN_TRACES]
+        missing = [a for a in required if spec_actions[name][a] == 0]
+        if missing:
+            failures.append(f"{module}.tla actions never exercised: " + ", ".join(missing))
     rate = events / tlc_seconds if tlc_seconds > 0 else 0.0
     print(f"checked {events} events of conforming traces in {tlc_seconds:.1f} s of TLC runs "
           f"({rate:.0f} events/s, JVM start included); {time.monotonic() - started:.0f} s in all",
@@ -196,9 +206,10 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def coverage_table(spec_actions: Counter, trace_actions: Counter, spec_dir: Path) -> str:
-    names = spec_actions_of(spec_dir)
-    lines = ["action coverage (spec actions taken across the checked traces):",
+def coverage_table(spec_actions: Counter, trace_actions: Counter, spec_dir: Path,
+                   module: str = "LowPaxos") -> str:
+    names = spec_actions_of(spec_dir, module)
+    lines = [f"action coverage of {module}.tla (spec actions taken across the checked traces):",
              f"  {'action':<24}{'steps':>8}"]
     for name in names:
         note = f"  (not expected: {NOT_IN_TRACES[name]})" if name in NOT_IN_TRACES else ""

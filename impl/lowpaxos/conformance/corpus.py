@@ -49,8 +49,13 @@ class SimRun:
     # besides the random faults. Long enough and the others cut their logs past it,
     # so that it catches up by a state transfer.
     crash: tuple[int, int, int] | None = None
+    protocol: str = "lowpaxos"
+    disk: str = "sync"  # VR: "sync" or "none" (diskless replicas recover by §4.3)
 
     def name(self) -> str:
+        if self.protocol != "lowpaxos":
+            return (f"{self.protocol}-sim-seed{self.seed}-ops{self.ops}-disk-{self.disk}"
+                    + ("-isolated" if self.isolate else "") + ("-crashed" if self.crash else ""))
         return (f"sim-seed{self.seed}-ops{self.ops}" + ("-isolated" if self.isolate else "")
                 + ("-crashed" if self.crash else ""))
 
@@ -77,6 +82,30 @@ FAULTY_RUNS = (
 )
 QUICK_RUNS = (SimRun(seed=1), SimRun(seed=2, crashes=2))
 
+# VR runs, with checkpoints off (VR.tla keeps logs whole: VR_TRACE_OPTIONS), in both
+# disk modes: crashes, partitions (view changes), diskless recovery, state transfer.
+VR_TRACE_OPTIONS = {"snapshot_slots": 1_000_000, "log_slots_max": 1_000_008}
+VR_RUNS = (
+    # Diskless: the primary (0) is cut off long enough for a view change (view 1), then
+    # replica 1 crashes and recovers by §4.3 (nonces, f + 1 responses with the primary's)
+    # and a second view change follows; state transfer for the ops it lacks.
+    SimRun(seed=11, protocol="vr", disk="none", ops=40, crashes=0, partitions=0,
+           isolate=(0, 60, 250), crash=(1, 400, 80), safety_ticks=600),
+    # The same faults with sync disks: the restarted replica comes back from its disk.
+    SimRun(seed=12, protocol="vr", disk="sync", ops=40, crashes=0, partitions=0,
+           isolate=(0, 60, 250), crash=(1, 400, 80), safety_ticks=600),
+    # Diskless, the primary crashes: a view change, then it recovers in view 1.
+    SimRun(seed=13, protocol="vr", disk="none", ops=40, crashes=0, partitions=1,
+           crash=(0, 100, 80), safety_ticks=500),
+    # Sync, random crashes (two may overlap: sync replicas survive that) and partitions.
+    SimRun(seed=14, protocol="vr", disk="sync", ops=40, crashes=2, partitions=2),
+    SimRun(seed=15, protocol="vr", disk="none", ops=40, crashes=0, partitions=0,
+           crash=(0, 100, 150), safety_ticks=500),
+)
+# Random crashes are not used for diskless runs: two overlapping crashes break §4.3's
+# assumption (at most f replicas down at once), which VR.tla's Crash enforces.
+VR_QUICK_RUNS = (VR_RUNS[2],)
+
 
 def sim_trace(run: SimRun, path: Path) -> dict:
     """Run the simulator with ``run``'s faults and write its trace to ``path``."""
@@ -87,8 +116,11 @@ def sim_trace(run: SimRun, path: Path) -> dict:
     from lowpaxos.sim.run import run as run_sim
     from lowpaxos.sim.simulator import SimOptions
 
-    spec = PROTOCOLS["lowpaxos"]
-    config = spec.make_config(3, **TRACE_PROTOCOL_OPTIONS)
+    spec = PROTOCOLS[run.protocol]
+    if run.protocol == "vr":
+        config = spec.make_config(3, disk=run.disk, **VR_TRACE_OPTIONS)
+    else:
+        config = spec.make_config(3, **TRACE_PROTOCOL_OPTIONS)
     tick_us = 1_000
     safety_us = run.safety_ticks * tick_us
     plan = FaultPlan.random(random.Random(f"faults:{run.seed}"), replicas=3, window_us=safety_us,
@@ -107,13 +139,17 @@ def sim_trace(run: SimRun, path: Path) -> dict:
             plan.crashes + (down,), key=lambda c: (c.time_us, c.replica))))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as file:
-        file.write(trace_meta_line("lowpaxos", config, run.seed, "sim"))
+        meta = trace_meta_line(run.protocol, config, run.seed, "sim")
+        if run.protocol == "vr":  # the disk mode, for the model's DisklessReplicas
+            meta = json.dumps({"meta": {**json.loads(meta)["meta"], "disk": run.disk}},
+                              sort_keys=True) + "\n"
+        file.write(meta)
         options = SimOptions(replicas=3, clients=run.clients, ops=run.ops, seed=run.seed,
                              tick_us=tick_us, client_timeout_us=50 * tick_us,
                              client_backoff_us=2 * tick_us, trace_events=ndjson_writer(file))
         limits = RunLimits(safety_us=safety_us, liveness_us_max=20_000 * tick_us,
                            settle_us_max=2_000 * tick_us, wall_s_max=120.0)
-        return run_sim(spec, config, options, plan, limits, protocol="lowpaxos")
+        return run_sim(spec, config, options, plan, limits, protocol=run.protocol)
 
 
 def mutant_trace(patch: Path, run: SimRun, path: Path, timeout_s: float = 300.0) -> tuple[bool, str]:

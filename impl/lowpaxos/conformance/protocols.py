@@ -13,7 +13,8 @@ is the same for every protocol; what differs is here:
   sequence of records and a configuration (``plan_steps``, ``write_module``,
   ``write_config``), and the report of a divergence.
 
-VR Revisited and EPaxos add an entry each when their specs and trace events exist.
+VR Revisited (vr_format, conformance/TraceVR.tla) has an entry; EPaxos adds one when
+its spec and trace events exist.
 """
 
 from __future__ import annotations
@@ -63,8 +64,20 @@ def _lowpaxos() -> TraceProtocol:
         parse_state=f.parse_state, mapping_module="lowpaxos.conformance.tlagen")
 
 
+def _vr() -> TraceProtocol:
+    from lowpaxos.conformance import vr_format as f
+
+    return TraceProtocol(
+        name="vr", spec_module="VR", template="TraceVR.tla",
+        safety_invariants=f.SAFETY_INVARIANTS, receive_actions=f.RECEIVE_ACTIONS,
+        local_actions=f.LOCAL_ACTIONS, driver_actions=f.DRIVER_ACTIONS,
+        stateless_actions=frozenset({"Crash"}), message_fields=f.MESSAGE_FIELDS,
+        slot_actions=f.SLOT_ACTIONS, target_actions=f.TARGET_ACTIONS,
+        parse_state=f.parse_state, mapping_module="lowpaxos.conformance.vr_format")
+
+
 # name -> a function that builds the entry (imports stay lazy).
-_PROTOCOLS: dict[str, Callable[[], TraceProtocol]] = {"lowpaxos": _lowpaxos}
+_PROTOCOLS: dict[str, Callable[[], TraceProtocol]] = {"lowpaxos": _lowpaxos, "vr": _vr}
 DEFAULT_PROTOCOL = "lowpaxos"
 
 

@@ -260,7 +260,8 @@ def _meta(path: str, number: int, meta: object, replicas: int | None, q1: int | 
     def pick(argument: int | None, key: str, default: int) -> tuple[int, str]:
         if argument is not None:
             return argument, f"the {key} given"
-        if key in meta:
+        # A protocol without configurable quorums (VR: majorities) writes them as null.
+        if key in meta and not (meta[key] is None and protocol.name != "lowpaxos"):
             return meta[key], f"meta.{key}"
         return default, f"the default {key}"
 
