@@ -139,8 +139,9 @@ Take(e) ==
       [] e.k = "Restart" -> Crash(e.r) \/ (e.r \notin DisklessReplicas /\ UNCHANGED vars)
       \* MAPPED: the synthetic PrepareOK sends of the line before.
       [] e.k = "Acks" -> Acks(e)
-      \* The simulator's Crash line (the spec's Crash is taken at the Restart),
-      \* and a line rejected before the replay (it is never reached).
+      \* A line rejected before the replay (a log cut, a snapshot event): no step.
+      [] e.k = "Unreachable" -> FALSE
+      \* The simulator's Crash line (the spec's Crash is taken at the Restart).
       [] OTHER -> UNCHANGED vars
 
 TraceInit == Init /\ l = 1

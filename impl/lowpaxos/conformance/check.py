@@ -154,6 +154,8 @@ def check_trace(path: str | Path, *, spec_dir: Path = SPEC_DIR, keep: Path | Non
         elif explain and getattr(mapping, "EXPLAIN", True):
             verdict.report = _explain(trace, plans, index, module_text, model, workdir, spec_dir,
                                       timeout_s, symmetries)
+        elif not getattr(mapping, "EXPLAIN", True):
+            verdict.report = _headline(trace, index) + "\n  event: " + _event_text(event)
         else:
             verdict.report = _headline(trace, index)
         return verdict
@@ -421,7 +423,12 @@ def _event_text(event: Event) -> str:
     if event.target is not None:
         parts.append(f"target {event.target}")
     state = event.state
-    if state is not None:
+    if state is not None and not hasattr(state, "role"):  # another protocol's state (VR)
+        parts.append("-> " + ", ".join(f"{name} {getattr(state, name)}"
+                                        for name in ("view", "status", "last_normal_view", "op",
+                                                     "commit", "log_start")
+                                        if hasattr(state, name)))
+    elif state is not None:
         parts.append(f"-> role {state.role}, promised {list(state.promised)}, "
                      f"commit_index {state.commit_index}, log_start {state.log_start}, "
                      f"{len(state.log)} log entries")

@@ -182,7 +182,7 @@ def mutant_trace(patch: Path, run: SimRun, path: Path, timeout_s: float = 300.0)
 
 
 def runtime_trace(path: Path, writes: int = 20, timeout_s: float = 60.0,
-                  restart: bool = True) -> Path:
+                  restart: bool = True, protocol: str = "lowpaxos") -> Path:
     """Start 3 replicas on 127.0.0.1 with tracing, write ``writes`` keys through RESP
     (with ``restart``, replica 1 is stopped after a third of them and started again
     after two thirds), stop them, and merge their trace files into ``path``.
@@ -195,7 +195,11 @@ def runtime_trace(path: Path, writes: int = 20, timeout_s: float = 60.0,
     deadline = time.monotonic() + timeout_s
     with tempfile.TemporaryDirectory(prefix="lowpaxos-conformance-cluster-") as tmp:
         directory = Path(tmp)
-        cluster = LocalCluster(directory, 3, trace=True, lifetime_s=timeout_s + 30)
+        if protocol == "vr":  # checkpoints off (VR_TRACE_OPTIONS), the runtime's sync disks
+            cluster = LocalCluster(directory, 3, trace=True, lifetime_s=timeout_s + 30,
+                                   protocol_name="vr", protocol=dict(VR_TRACE_OPTIONS))
+        else:
+            cluster = LocalCluster(directory, 3, trace=True, lifetime_s=timeout_s + 30)
         try:
             cluster.start()
             if restart:
@@ -213,7 +217,8 @@ def runtime_trace(path: Path, writes: int = 20, timeout_s: float = 60.0,
         files = sorted((directory / "trace").glob("replica-*.ndjson"))
         if len(files) != 3:
             raise RuntimeError(f"expected 3 trace files, found {len(files)} in {directory}")
-        return load_runtime_traces(files, path)
+        meta = {"protocol": "vr", "disk": "sync"} if protocol == "vr" else None
+        return load_runtime_traces(files, path, meta)
 
 
 def _resp_writes(cluster, keys: range, deadline: float) -> None:

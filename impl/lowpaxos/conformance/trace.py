@@ -338,13 +338,15 @@ def with_restarts(events: list[Event]) -> list[Event]:
     return result
 
 
-def load_runtime_traces(paths: list[Path], out: Path) -> Path:
-    """Merge per-replica runtime files (happens-before order) into one trace file."""
+def load_runtime_traces(paths: list[Path], out: Path, meta: dict | None = None) -> Path:
+    """Merge per-replica runtime files (happens-before order) into one trace file;
+    ``meta`` adds to its meta line (a VR cluster's: protocol and disk mode)."""
     from lowpaxos.runtime.trace import merge_traces
 
     merged = merge_traces(paths)
     with open(out, "w", encoding="utf-8") as file:
-        file.write(json.dumps({"meta": {"source": "runtime", "replicas": len(paths)}}) + "\n")
+        file.write(json.dumps({"meta": {"source": "runtime", "replicas": len(paths),
+                                        **(meta or {})}}) + "\n")
         for event in merged:
             file.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
     return out

@@ -149,13 +149,58 @@ def _sent_messages(event: Event) -> list[dict]:
     return [item["message"] for item in event.sent if isinstance(item, dict)]
 
 
+def _send_key(item) -> tuple | None:
+    """The key of one logged send: simulator ``{"ids": [...]}`` gives its ids, runtime
+    ``[target, sender, counter]`` gives (sender, counter)."""
+    if isinstance(item, list) and len(item) == 3:
+        return ("runtime", item[1], item[2])
+    return None
+
+
+def _received_keys(event: Event) -> list[tuple]:
+    received = event.raw.get("received")
+    if isinstance(received, dict) and "id" in received:
+        return [("sim", received["id"])]
+    if isinstance(received, list) and len(received) == 2:
+        return [("runtime", received[0], received[1])]
+    return []
+
+
+def _acks_by_sender_event(events: list[Event]) -> dict[int, list[tuple[int, int]]]:
+    """For each event whose step sent a PrepareOK that some replica handled, the
+    (view, op) of those PrepareOKs: found from the receive's id back to the send."""
+    sender_of: dict[tuple, int] = {}
+    for index, event in enumerate(events):
+        for item in event.raw.get("sent", []) or []:
+            if isinstance(item, dict):
+                for message_id in item.get("ids", []) or []:
+                    sender_of[("sim", message_id)] = index
+            else:
+                key = _send_key(item)
+                if key is not None:
+                    sender_of[key] = index
+    acks: dict[int, list[tuple[int, int]]] = {}
+    for event in events:
+        if event.action != "HandlePrepareOK" or event.message is None:
+            continue
+        for key in _received_keys(event):
+            index = sender_of.get(key)
+            if index is not None:
+                pair = (event.message["view"], event.message["op"])
+                if pair not in acks.setdefault(index, []):
+                    acks[index].append(pair)
+    return acks
+
+
 def plan_steps(trace: Trace) -> list[PlannedEvent]:
-    """One planned step per event, plus an "Acks" step after the last event of a
-    simulator step that sent PrepareOKs (MAPPED in TraceVR.tla). Synthetic events are
-    put into trace.events too, with their origin's line, so that depth and events agree."""
+    """One planned step per event, plus an "Acks" step (MAPPED in TraceVR.tla) after an
+    event whose step sent a PrepareOK that the primary handled (found through the ids of
+    the send and the receive, simulator or runtime). Synthetic events are put into
+    trace.events too, with their origin's line, so that depth and events agree."""
+    acks_of = _acks_by_sender_event(trace.events)
     events: list[Event] = []
     plans: list[PlannedEvent] = []
-    for event in trace.events:
+    for index, event in enumerate(trace.events):
         events.append(event)
         plan = PlannedEvent(event, event.action, state_event=event)
         state = event.state
@@ -164,8 +209,8 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
         elif event.action == "Restart":
             plan.spec_action = "Crash"  # VR.tla's Crash, or no change (TraceVR.tla)
             plan.check = state is not None
-        if event.action == "HandleRecoveryResponse" and any(
-                m["type"] == "PrepareOK" for m in _sent_messages(event)):
+        if event.action == "HandleRecoveryResponse" and event.state is not None \
+                and event.state.status == "recovering" and index in acks_of:
             # The core logs this event before it recovers (core.handle_recovery_response
             # calls _trace first), so the logged state is the one before the step. The
             # step is the spec's recovery (it sends PrepareOK only then); the replica's
@@ -181,12 +226,11 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
                                 f"({len(state.log)} held of {state.op}): VR.tla keeps whole logs; "
                                 f"take VR traces with checkpoints off")
         plans.append(plan)
-        acks = [(m["view"], m["op"]) for m in _sent_messages(event) if m["type"] == "PrepareOK"]
-        if acks and plan.unreachable is None:
+        if index in acks_of and plan.unreachable is None:
             synthetic = Event(line=event.line, action="Acks", replica=event.replica, state=None,
                               raw={"action": "Acks", "synthetic": True})
             events.append(synthetic)
-            plans.append(PlannedEvent(synthetic, "Acks", check=False, acks=acks,
+            plans.append(PlannedEvent(synthetic, "Acks", check=False, acks=acks_of[index],
                                       state_event=synthetic))
     trace.events[:] = events
     return plans
@@ -232,7 +276,8 @@ def _message_record(message: dict, source: int, receiver: int) -> str:
 
 def event_record(plan: PlannedEvent) -> str:
     event = plan.event
-    action = ("Skip" if plan.unreachable is not None or plan.spec_action == "Skip"
+    action = ("Unreachable" if plan.unreachable is not None
+              else "Skip" if plan.spec_action == "Skip"
               else "Acks" if plan.spec_action == "Acks"
               else "Recovered" if plan.recovers else event.action)
     fields = [("k", tla_string(action)), ("r", str(event.replica + 1)),
