@@ -245,3 +245,49 @@ def test_vr_trace_with_a_log_cut_is_rejected_before_the_replay(tmp_path):
     verdict = check_trace(path)
     assert not verdict.conforms and verdict.line == 11, verdict.report
     assert "checkpoints off" in verdict.report
+
+
+def test_vr_bad_input_is_a_format_error_or_a_plain_module(tmp_path):
+    """Values of a VR trace replaced by odd ones (seeded, 300 cases, no TLC): each file is
+    a TraceFormatError naming its line, or is planned and written as a plain ASCII module
+    with no number above TLC's integers."""
+    import random
+    import re
+
+    from lowpaxos.conformance.check import CONFORMANCE_DIR
+    from lowpaxos.conformance.trace import TraceFormatError, load_trace
+
+    odd = [None, -1, 2**40, 10**400, "x", "\u00e9", [], {}, [1, 2], True, 1.5, {"id": [1]},
+           [[1, 2, 3]], {"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}]
+    lines = [json.loads(line) for line in _lines(VR_SHORT_TRACE)[:60]]
+    template = (CONFORMANCE_DIR / "TraceVR.tla").read_text(encoding="utf-8")
+    rng = random.Random(8)
+
+    def paths(value, prefix=()):
+        yield prefix
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield from paths(item, prefix + (key,))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from paths(item, prefix + (index,))
+
+    for case in range(300):
+        edited = json.loads(json.dumps(lines))
+        number = rng.randrange(1, len(edited))
+        where = rng.choice([p for p in paths(edited[number]) if p])
+        target = edited[number]
+        for key in where[:-1]:
+            target = target[key]
+        target[where[-1]] = rng.choice(odd)
+        path = tmp_path / f"case{case}.ndjson"
+        path.write_text("\n".join(json.dumps(line) for line in edited) + "\n", encoding="utf-8")
+        try:
+            trace = load_trace(path)
+            plans = trace.protocol.mapping.plan_steps(trace)
+            text, _model = trace.protocol.mapping.write_module(trace, plans, "TraceCheck", template)
+        except TraceFormatError as error:
+            assert f"{path}:" in str(error)
+            continue
+        assert text.isascii()
+        assert all(int(n) <= 2**31 - 1 for n in re.findall(r"\d+", text)), where

@@ -149,19 +149,24 @@ def _sent_messages(event: Event) -> list[dict]:
     return [item["message"] for item in event.sent if isinstance(item, dict)]
 
 
+def _is_id(value: object) -> bool:
+    """A message id or counter as the drivers write them (whole numbers); anything else
+    in a hand-made file links no send to a receive (never a crash on a dict key)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _send_key(item) -> tuple | None:
-    """The key of one logged send: simulator ``{"ids": [...]}`` gives its ids, runtime
-    ``[target, sender, counter]`` gives (sender, counter)."""
-    if isinstance(item, list) and len(item) == 3:
+    """The key of one runtime send ``[target, sender, counter]``: (sender, counter)."""
+    if isinstance(item, list) and len(item) == 3 and _is_id(item[1]) and _is_id(item[2]):
         return ("runtime", item[1], item[2])
     return None
 
 
 def _received_keys(event: Event) -> list[tuple]:
     received = event.raw.get("received")
-    if isinstance(received, dict) and "id" in received:
+    if isinstance(received, dict) and _is_id(received.get("id")):
         return [("sim", received["id"])]
-    if isinstance(received, list) and len(received) == 2:
+    if isinstance(received, list) and len(received) == 2 and all(_is_id(x) for x in received):
         return [("runtime", received[0], received[1])]
     return []
 
@@ -174,7 +179,8 @@ def _acks_by_sender_event(events: list[Event]) -> dict[int, list[tuple[int, int]
         for item in event.raw.get("sent", []) or []:
             if isinstance(item, dict):
                 for message_id in item.get("ids", []) or []:
-                    sender_of[("sim", message_id)] = index
+                    if _is_id(message_id):
+                        sender_of[("sim", message_id)] = index
             else:
                 key = _send_key(item)
                 if key is not None:
