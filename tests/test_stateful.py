@@ -333,7 +333,7 @@ def machine_for(variant: str, examples_share: float):
 TestCluster = ClusterMachine.TestCase
 # VR in both disk modes, with fewer examples than LowPaxos (the time budget of make
 # test; docs/testing.md gives the numbers).
-VR_EXAMPLES_SHARE = 0.6
+VR_EXAMPLES_SHARE = 0.4
 TestClusterVRSync = machine_for("vr-sync", VR_EXAMPLES_SHARE)
 TestClusterVRDiskless = machine_for("vr-none", VR_EXAMPLES_SHARE)
 
@@ -342,7 +342,7 @@ TestClusterVRDiskless = machine_for("vr-none", VR_EXAMPLES_SHARE)
 
 # Seeds of the CI sweep (enough for the mutants of docs/testing.md): each a 1.5 s (virtual) safety phase under hostile_plan, with
 # the probe checking every event, then liveness, convergence and linearizability.
-HOSTILE_SEEDS = {"lowpaxos": range(120), "vr-sync": range(60), "vr-none": range(60)}
+HOSTILE_SEEDS = {"lowpaxos": range(120), "vr-sync": range(40), "vr-none": range(40)}
 HOSTILE_WINDOW_US = 1_500_000
 
 
