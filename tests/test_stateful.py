@@ -10,8 +10,10 @@ and replying to it, every pending message of one kind delivered in a shuffled or
 replayed after the cluster moved on (stale messages after a new ballot), and
 crash-restart cycles while the others go on (restarts from lagging disk state).
 The rules name no protocol message: they act on replicas and on messages in flight,
-so the same machine serves VR and EPaxos once registered. What is checked and
-measured of a protocol's cores comes from its probe (tests/harness.py, PROBES).
+so the same machine serves LowPaxos and VR (VARIANTS: VR in both disk modes; the
+diskless one keeps at most f replicas down or recovering, crash_budget), and EPaxos
+once registered. What is checked and measured of a protocol's cores comes from its
+probe (tests/harness.py, PROBES).
 
 The sync rules drive the deterministic simulator (impl/lowpaxos/sim); a failure
 prints the program of rules that reproduces it. A module-end summary prints what the
