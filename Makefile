@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: stress venv test run run-sim fuzz mutants bench bench-sim check-spec check-spec-deep conformance bench-conformance redis-tools java clean
+.PHONY: stress venv test test-long run run-sim fuzz mutants bench bench-sim check-spec check-spec-deep conformance bench-conformance redis-tools java clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,15 @@ redis-tools:
 java:
 	@command -v java >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
 
+# The suite without the checks marked long in tests/conftest.py (LONG_TESTS): under 15
+# minutes on 2 cores. CI (.ci/run) runs make test, then make test-long.
 test: $(STAMP) redis-tools java
-	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -m "not long"
+
+# The long checks: TLC's CI model of LowPaxos, the slowest broken variants, redis-benchmark
+# against a cluster, every mutant killed.
+test-long: $(STAMP) redis-tools java
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -m long
 
 # The main job: a local 3-replica LowPaxos cluster on 127.0.0.1 serving RESP; Ctrl-C stops it.
 run: $(STAMP)
