@@ -120,7 +120,7 @@ def sim_trace(run: SimRun, path: Path) -> dict:
     if run.protocol == "vr":
         config = spec.make_config(3, disk=run.disk, **VR_TRACE_OPTIONS)
     else:
-        config = spec.make_config(3, **TRACE_PROTOCOL_OPTIONS)
+        config = spec.make_config(3, **TRACE_PROTOCOL_OPTIONS[run.protocol])
     tick_us = 1_000
     safety_us = run.safety_ticks * tick_us
     plan = FaultPlan.random(random.Random(f"faults:{run.seed}"), replicas=3, window_us=safety_us,
