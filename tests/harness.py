@@ -134,9 +134,25 @@ def _start_election(core) -> Effects:
 # Probes: what the protocol-generic stateful test checks and measures of one
 # protocol's cores, by protocol name. The fault schedules in test_stateful.py know
 # nothing of LowPaxos; a protocol registered later (VR, EPaxos) adds its probe here.
+# A probe has: REACH and reach (what the schedules produced), recovering(core) (up but
+# without its state: counts as down for the crash budget), timeout_ticks(config) (the
+# timeout that makes a replica act on its own: election, view change, recovery),
+# wants_trace (whether the machine collects the spec-level trace events for it),
+# observe(cores) (safety, after every simulator event) and finish(sim, trace, where)
+# (what is checked of the whole run, after liveness).
 
 
-class LowPaxosProbe:
+class ProbeBase:
+    """What a probe has unless it says otherwise: no trace, nothing checked at the end."""
+
+    wants_trace = False
+
+    def finish(self, sim, trace: list[dict] | None, where: str = "") -> None:
+        """Checks of the whole run, after the clients finished and the replicas
+        converged; nothing by default."""
+
+
+class LowPaxosProbe(ProbeBase):
     """Safety and reach of LowPaxos cores, read after every simulator event.
 
     Safety: a slot's committed value never changes and is the same everywhere (the
@@ -169,6 +185,11 @@ class LowPaxosProbe:
     def recovering(core) -> bool:
         """Never: a restarted LowPaxos replica has its disk."""
         return False
+
+    @staticmethod
+    def timeout_ticks(config) -> int:
+        """A follower's election timeout (drawn from [election_ticks, 2*election_ticks))."""
+        return config.election_ticks
 
     def observe(self, cores: list) -> None:
         for replica, core in enumerate(cores):
@@ -242,7 +263,7 @@ class LowPaxosProbe:
 PROBES = {"lowpaxos": LowPaxosProbe}
 
 
-class VRProbe:
+class VRProbe(ProbeBase):
     """Safety and reach of VR Revisited cores (impl/lowpaxos/protocols/vr), read after
     every simulator event.
 
@@ -275,6 +296,11 @@ class VRProbe:
         """Up but still without its state (diskless recovery, §4.3): for the crash budget
         it counts as down."""
         return core.status.name == "RECOVERING"
+
+    @staticmethod
+    def timeout_ticks(config) -> int:
+        """A backup's view-change timeout (§4.2)."""
+        return config.view_change_ticks
 
     def observe(self, cores: list) -> None:
         for replica, core in enumerate(cores):

@@ -78,6 +78,10 @@ VARIANTS = {
 
 # What the schedules reached, summed over the examples of this run (printed at the end):
 # the Hypothesis machine's examples and the seeded hostile runs apart.
+# Keys the machine's clients touch, by protocol (12 unless listed): few keys for a
+# protocol whose commits depend on conflicts, so that most commands interfere.
+MACHINE_KEYS: dict[str, int] = {}
+
 REACH_TOTAL: defaultdict[str, Counter] = defaultdict(Counter)  # by variant
 REACH_HOSTILE: defaultdict[str, Counter] = defaultdict(Counter)
 
@@ -103,12 +107,17 @@ class ClusterMachine(RuleBasedStateMachine):
         self.probe = PROBES[protocol](REPLICAS)
         self.budget = crash_budget(spec, config)
         self.shape = shape
+        self.timeout_ticks = self.probe.timeout_ticks(config)
+        # The spec-level trace events, for a probe that checks them at the end (the
+        # EPaxos dependency-graph checker); tracing stays off for the others.
+        self.trace: list[dict] | None = [] if self.probe.wants_trace else None
         # The probe reads the cores after every event the simulator logs (every
         # delivery, tick, client step and fault), so a violation is caught at the step
         # that made it, even inside a long run of events.
         self.sim = Simulator(spec, config, SimOptions(
-            replicas=REPLICAS, clients=4, ops=10_000, keys=12, value_bytes=40, seed=seed,
-            tick_us=TICK_US, print_events=self._observe))
+            replicas=REPLICAS, clients=4, ops=10_000, keys=MACHINE_KEYS.get(protocol, 12),
+            value_bytes=40, seed=seed, tick_us=TICK_US, print_events=self._observe,
+            trace_events=self.trace.append if self.trace is not None else None))
 
     def _observe(self, line: str) -> None:
         self.probe.observe(self.sim.cores())
@@ -228,6 +237,27 @@ class ClusterMachine(RuleBasedStateMachine):
     def heal(self):
         self.sim.heal()
 
+    # ---- clocks ----
+
+    @rule(a=st.integers(0, REPLICAS - 1), b=st.integers(0, REPLICAS - 1),
+          quarters=st.integers(1, 8))
+    def time_out_together(self, a, b, quarters):
+        """Two replicas' clocks run ahead together: each ticks up to twice its timeout
+        (a quarter of a timeout at a time), alternately, with nothing delivered in
+        between, so both time out on the same thing at once and their messages cross:
+        two candidates of one round (LowPaxos, VR), two replicas recovering the same
+        instance (EPaxos explicit prepare, concurrently: Sutra 2019's scenario)."""
+        if a == b:
+            return
+        # A tick outside the simulator's tick chain: _run_core is how the simulator
+        # runs its own ticks (there is no public call for an extra one); the effects
+        # are carried out and logged as usual.
+        for _ in range(max(1, self.timeout_ticks * quarters // 4)):
+            for replica in (a, b):
+                core = self.sim.cores()[replica]
+                if core is not None:
+                    self.sim._run_core(self.sim.replicas[replica], "tick", core.on_tick)
+
     # ---- replicas ----
 
     @precondition(lambda self: self._may_crash())
@@ -297,6 +327,8 @@ class ClusterMachine(RuleBasedStateMachine):
                                 wall_s_max=60)
         assert settled, f"replicas did not converge: {sim.kvs_digests()}"
         self.probe.observe(sim.cores())
+        # What the probe checks of the whole run (EPaxos: the dependency graph).
+        self.probe.finish(sim, self.trace)
         # Stamps, not microseconds: only truly concurrent operations tie (issue 12).
         history = sim.history_operations()
         verdict = check_history(history, time_limit_s=60)
@@ -311,7 +343,7 @@ class ClusterMachine(RuleBasedStateMachine):
             if count:
                 totals[f"examples_with_{name}"] += 1
             event(f"{name}: {min(count, 5)}{'+' if count >= 5 else ''}")
-        installs = sum(core.transfers_installed for core in sim.cores())
+        installs = sum(getattr(core, "transfers_installed", 0) for core in sim.cores())
         totals["transfers_installed"] += installs
         totals["examples_with_transfers_installed"] += bool(installs)
         event(f"transfers installed (replicas): {installs}")
@@ -358,8 +390,7 @@ def hostile_run(seed: int, variant: str = "lowpaxos") -> dict:
     config = spec.make_config(REPLICAS, invariant_full_scan_steps=1, **options,
                               **shapes[seed % len(shapes)])
     plan, cuts = hostile_plan(rng, REPLICAS, HOSTILE_WINDOW_US, TICK_US,
-                              election_ticks=getattr(config, "election_ticks",
-                                                     getattr(config, "view_change_ticks", 100)))
+                              election_ticks=PROBES[protocol].timeout_ticks(config))
     budget = crash_budget(spec, config)
     crashes = ()
     if budget is not None:
@@ -367,11 +398,13 @@ def hostile_run(seed: int, variant: str = "lowpaxos") -> dict:
         # events only if the budget allows it then (and its restart is then scheduled).
         crashes, plan = plan.crashes, dataclasses.replace(plan, crashes=())
     probe = PROBES[protocol](REPLICAS)
+    trace: list[dict] | None = [] if probe.wants_trace else None
     cell: list[Simulator] = []
     sim = Simulator(spec, config, SimOptions(
         replicas=REPLICAS, clients=rng.choice((3, 6)), ops=1_000_000, keys=rng.choice((2, 6)),
         value_bytes=40, seed=seed, tick_us=TICK_US,
-        print_events=lambda line: probe.observe(cell[0].cores())), plan)
+        print_events=lambda line: probe.observe(cell[0].cores()),
+        trace_events=trace.append if trace is not None else None), plan)
     cell.append(sim)
     where = (f"{variant} seed {seed} ({plan.describe()}, {len(cuts)} link cuts, "
              f"{len(crashes)} budgeted crashes)")
@@ -409,10 +442,13 @@ def hostile_run(seed: int, variant: str = "lowpaxos") -> dict:
     assert sim.run_while(lambda: len(set(sim.kvs_digests())) != 1,
                          sim.now_us + LIVENESS_US_MAX, events_max=1_000_000, wall_s_max=60), \
         f"{where}: replicas did not converge: {sim.kvs_digests()}"
+    probe.observe(sim.cores())
+    probe.finish(sim, trace, where)
     history = sim.history_operations()
     verdict = check_history(history, time_limit_s=60)
     assert verdict.linearizable is True, f"{where}: {verdict.explanation}"
-    return dict(probe.reach, transfers_installed=sum(c.transfers_installed for c in sim.cores()))
+    return dict(probe.reach, transfers_installed=sum(getattr(c, "transfers_installed", 0)
+                                                     for c in sim.cores()))
 
 
 @pytest.mark.parametrize("variant,seed", [
