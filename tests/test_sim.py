@@ -235,6 +235,185 @@ def test_wan_topology_places_replicas_round_robin():
     assert sim.node_site == [0, 1, 2, 3, 4] + [0, 1, 2, 3, 4, 0, 1]
 
 
+# ---- Workloads and summaries for leaderless protocols (EPaxos, issue 9) ----
+
+
+class LeaderlessCore(EchoCore):
+    """Every replica takes client commands, applies them at once and tells the others
+    (no ordering between replicas: a fake). Replies carry no leader hint, as EPaxos's;
+    it reports protocol_metrics and, when traced, one trace event per command."""
+
+    def __init__(self, config, replica_id, rng, durable=None, trace=False):
+        super().__init__(config, replica_id, rng, durable, trace)
+        self.trace = trace
+        self.requests = 0  # volatile: a restarted core starts again from 0
+
+    def is_leader(self) -> bool:
+        return True
+
+    def on_client_request(self, request: ClientRequest) -> Effects:
+        command = request.command
+        self.requests += 1
+        slot = 1_000_000 * self.replica_id + self.requests
+        entry = Entry(slot, BALLOT, (command,))
+        self._apply(entry)
+        result = self.kvs.session_result(command.client_id, command.request_id)[1]
+        trace = [{"action": "Propose", "replica": self.replica_id}] if self.trace else []
+        return Effects(
+            persist=[SaveEntries((entry,))],
+            send=[(peer, Accept(BALLOT, slot, entry.batch, slot, 0))
+                  for peer in range(self.replicas) if peer != self.replica_id],
+            reply=[ClientReply(command.client_id, command.request_id, ReplyStatus.OK, result,
+                               None)],
+            trace=trace,
+        )
+
+    def protocol_metrics(self) -> dict:
+        return {"fast_commits": self.requests, "slow_commits": 1, "recovered_commits": 0,
+                "largest_component": 10 + self.replica_id + self.requests,
+                "execute_delay_max_ticks": self.replica_id + 1,
+                "execute_delay_sum_ticks": self.requests, "executed_count": self.requests}
+
+
+class LeaderlessSpec(EchoSpec):
+    name = "leaderless"
+
+    @staticmethod
+    def make_core(config, replica_id, rng, durable=None, trace=False):
+        return LeaderlessCore(config, replica_id, rng, durable, trace)
+
+
+def requests_by_replica(lines: list[str]) -> dict[int, Counter]:
+    """Which replicas each client sent its requests to, from the event lines."""
+    seen: dict[int, Counter] = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 3 and parts[1].startswith("c") and parts[2] in ("invoke", "retry",
+                                                                         "timeout"):
+            target = line.split("-> ClientRequest>r")[1].split(":")[0]
+            seen.setdefault(int(parts[1][1:]), Counter())[int(target)] += 1
+    return seen
+
+
+
+
+@pytest.mark.parametrize("latency", ["lan", "wan"])
+def test_leaderless_clients_keep_the_replica_they_chose(latency):
+    """Replies without a leader hint leave a client where it is: each client sends every
+    request to the one replica it chose, on the WAN the replica of its own site, and the
+    clients spread over the replicas."""
+    lines: list[str] = []
+    options = SimOptions(replicas=5, clients=10, ops=200, seed=3, topology=load(latency),
+                         print_events=lines.append)
+    sim = Simulator(LeaderlessSpec, EchoConfig(5), options)
+    assert sim.run_until_quiet(time_us_max=600_000_000)
+    chosen = requests_by_replica(lines)
+    assert len(chosen) == 10 and sum(sum(c.values()) for c in chosen.values()) == 200
+    for client_id, targets in chosen.items():
+        assert len(targets) == 1, (client_id, targets)
+        if latency == "wan":
+            client = sim.client_by_id[client_id]
+            assert sim.node_site[next(iter(targets))] == client.site
+    assert len({next(iter(t)) for t in chosen.values()}) >= 3
+
+
+def test_conflicts_put_that_share_on_one_hot_key_and_the_rest_on_private_keys():
+    """--conflicts PCT: about PCT% of commands on the shared key, every other key used by
+    one client alone; 0 and 100 are exact."""
+    for percent, low, high in ((0, 0, 0), (25, 0.18, 0.32), (100, 1, 1)):
+        sim = echo_sim(seed=4, ops=400, clients=8, keys=5, conflicts=percent)
+        assert sim.run_until_quiet(time_us_max=10_000_000)
+        hot = [r for r in sim.history if r.key == "hot"]
+        assert low <= len(hot) / 400 <= high, (percent, len(hot))
+        for record in sim.history:
+            if record.key != "hot":
+                assert record.key.startswith(f"c{record.client_id}.k"), record
+    with pytest.raises(ValueError, match="percentage"):
+        SimOptions(conflicts=101)
+
+
+def test_cli_conflicts_runs_every_protocol_and_rejects_a_bad_rate(capsys):
+    """`lowpaxos sim --conflicts 50` is linearizable for LowPaxos; a rate outside 0..100
+    is a usage error (exit 2), not a traceback."""
+    code = main(["sim", "--clients", "4", "--ops", "100", "--conflicts", "50", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["linearizable"] is True and result["protocol_metrics"] == {}
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sim", "--conflicts", "150"])
+    assert exit_info.value.code == 2
+    assert "not a percentage" in capsys.readouterr().err
+
+
+def test_protocol_metrics_sum_counts_and_max_maxima_over_every_core():
+    """protocol_metrics over the replicas: counts summed, maxima (name with "max" or
+    "largest") maxed, and a crashed core's figures kept."""
+    sim = Simulator(LeaderlessSpec, EchoConfig(3), SimOptions(clients=6, ops=90, seed=2))
+    assert sim.run_until_quiet(time_us_max=10_000_000)
+    before = [core.requests for core in sim.cores()]
+    assert sum(before) == 90
+    sim.crash(2)
+    sim.restart(2)
+    metrics = sim.protocol_metrics()
+    assert metrics["fast_commits"] == 90 and metrics["slow_commits"] == 4  # 3 live + 1 retired
+    assert metrics["largest_component"] == max(10 + r + before[r] for r in range(3))
+    assert metrics["execute_delay_max_ticks"] == 3
+    from lowpaxos.sim.run import derived_metrics
+
+    derived = derived_metrics(metrics, tick_us=2_000)
+    assert derived == {"fast_path_ratio": round(90 / 94, 4),
+                       "largest_component": metrics["largest_component"],
+                       "execute_delay_max_ms": 6.0, "execute_delay_mean_ms": 2.0}
+
+
+def graph_check_fails(events, replicas):
+    """A stand-in dependency-graph checker that rejects every run."""
+    return {"ok": False, "explanation": f"rejected {len(events)} events of {replicas} replicas"}
+
+
+def graph_check_passes(events, replicas):
+    return {"ok": True, "seen": [event["action"] for event in events][:3]}
+
+
+@pytest.mark.parametrize("check, passes", [("graph_check_passes", True),
+                                           ("graph_check_fails", False)])
+def test_a_protocol_s_graph_check_sees_the_trace_and_its_verdict_decides_the_run(
+        monkeypatch, capsys, check, passes):
+    """A protocol with a graph check (GRAPH_CHECKS: EPaxos's networkx checker) gets the
+    run's trace events, recorded in memory; its verdict goes into the summary and a
+    failed one fails the run, as a linearizability failure does."""
+    import importlib
+
+    from lowpaxos.sim import cli
+    from lowpaxos.sim.run import healthy
+
+    # The module (lowpaxos.sim exports its run function under the same name).
+    run_module = importlib.import_module("lowpaxos.sim.run")
+
+    monkeypatch.setitem(run_module.GRAPH_CHECKS, "leaderless", f"tests.test_sim:{check}")
+    options = SimOptions(replicas=3, clients=4, ops=40, seed=1)
+    limits = RunLimits(safety_us=50_000, liveness_us_max=10_000_000, settle_us_max=1_000_000)
+    result = run_module.run(LeaderlessSpec, EchoConfig(3), options, FaultPlan(), limits,
+                            protocol="leaderless")
+    graph = result["graph_check"]
+    assert graph["events"] == 40 and graph["ok"] is passes
+    assert result["linearizable"] is True and healthy(result) is passes
+    assert result["fast_path_ratio"] is not None
+    text = cli.summary(result)
+    assert ("dependency-graph check:  yes" in text) is passes
+    if not passes:
+        assert "rejected 40 events of 3 replicas" in text
+
+
+def test_peer_order_from_the_latency_matrix():
+    """The thrifty order a protocol's config gets on the WAN: each replica's peers from
+    the closest site to the farthest (CA: OR 21 ms, VA 85, JP 127, EU 150)."""
+    from lowpaxos.sim.topology import peer_order
+
+    assert peer_order(load("wan"), 5)[0] == (2, 1, 3, 4)
+    assert peer_order(load("wan"), 5)[3] == (2, 0, 1, 4)
+    assert peer_order(load("lan"), 3) == ((1, 2), (0, 2), (0, 1))
+
+
 # ---- History stamps ----
 
 

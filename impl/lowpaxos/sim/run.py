@@ -11,6 +11,8 @@ in virtual time, in events and in wall-clock time.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import math
 import time
 from dataclasses import dataclass
@@ -18,6 +20,13 @@ from typing import Any
 
 from lowpaxos.sim.faults import FaultPlan
 from lowpaxos.sim.simulator import SimOptions, Simulator
+
+
+# Checks over a run's spec-level trace events, per protocol: "module:function", called
+# as function(events, replicas) -> a dict whose "ok" is the verdict. Imported only for a
+# run of that protocol (networkx is needed by EPaxos's checker alone). A run of such a
+# protocol records its trace events in memory (which turns the cores' tracing on).
+GRAPH_CHECKS = {"epaxos": "lowpaxos.check.epaxos_graph:check_events"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,12 @@ def run(spec: Any, config: Any, options: SimOptions, plan: FaultPlan, limits: Ru
 
     started = time.monotonic()
     wall_deadline = started + limits.wall_s_max
+    graph_check = None
+    events: list[dict] = []
+    if protocol in GRAPH_CHECKS:
+        module, _, function = GRAPH_CHECKS[protocol].partition(":")
+        graph_check = getattr(importlib.import_module(module), function)
+        options = dataclasses.replace(options, trace_events=_recorder(events, options.trace_events))
     sim = Simulator(spec, config, options, plan)
 
     sim.run_until(limits.safety_us, events_max=limits.events_max)
@@ -79,13 +94,20 @@ def run(spec: Any, config: Any, options: SimOptions, plan: FaultPlan, limits: Ru
     check_started = time.monotonic()
     verdict = check_history(history, time_limit_s=limits.check_time_limit_s)
     check_s = time.monotonic() - check_started
+    graph_verdict = None
+    if graph_check is not None:
+        graph_started = time.monotonic()
+        graph_verdict = dict(graph_check(events, options.replicas))
+        graph_verdict["seconds"] = round(time.monotonic() - graph_started, 3)
+        graph_verdict["events"] = len(events)
+    metrics = sim.protocol_metrics()
 
     acknowledged = [r for r in sim.history if r.response_us is not None]
     latencies_ms = sorted((r.response_us - r.invoke_us) / 1000 for r in acknowledged)
     committed = len(acknowledged)
     per_op = max(committed, 1)
     digests = sim.kvs_digests()
-    return {
+    result = {
         "protocol": protocol,
         "replicas": options.replicas,
         "clients": options.clients,
@@ -124,4 +146,50 @@ def run(spec: Any, config: Any, options: SimOptions, plan: FaultPlan, limits: Ru
         "wall_s": round(simulated_s, 3),
         "check_s": round(check_s, 3),
         "events_per_second": round(sim.events / simulated_s) if simulated_s > 0 else None,
+        "protocol_metrics": metrics,
     }
+    result.update(derived_metrics(metrics, options.tick_us))
+    if graph_verdict is not None:
+        result["graph_check"] = graph_verdict
+    return result
+
+
+def healthy(result: dict) -> bool:
+    """The run passed: linearizable (decided), equal replicas, every request answered,
+    and the protocol's graph check (if it has one) passed."""
+    graph = result.get("graph_check")
+    return (result["linearizable"] is True and result["kvs_converged"]
+            and result["liveness_completed"] and (graph is None or graph.get("ok") is True))
+
+
+def derived_metrics(metrics: dict, tick_us: int) -> dict:
+    """Figures from the cores' protocol_metrics (summed over replicas), where the
+    protocol reports them (EPaxos, docs/benchmarks.md): the fast-path ratio (SOSP 2013
+    §4.3: instances committed after one round trip, of all committed by their leader or
+    a recoverer), the largest strongly connected component executed, and the longest
+    and mean commit-to-execute delay in virtual milliseconds."""
+    derived: dict = {}
+    paths = ("fast_commits", "slow_commits", "recovered_commits")
+    if all(name in metrics for name in paths):
+        total = sum(metrics[name] for name in paths)
+        derived["fast_path_ratio"] = round(metrics["fast_commits"] / total, 4) if total else None
+    if "largest_component" in metrics:
+        derived["largest_component"] = metrics["largest_component"]
+    if "execute_delay_max_ticks" in metrics:
+        derived["execute_delay_max_ms"] = round(metrics["execute_delay_max_ticks"] * tick_us
+                                                / 1000, 3)
+    if metrics.get("executed_count") and "execute_delay_sum_ticks" in metrics:
+        derived["execute_delay_mean_ms"] = round(
+            metrics["execute_delay_sum_ticks"] * tick_us / 1000 / metrics["executed_count"], 3)
+    return derived
+
+
+def _recorder(events: list[dict], then):
+    """A trace_events sink that keeps every event in ``events`` and passes it on."""
+
+    def record(event: dict) -> None:
+        events.append(event)
+        if then is not None:
+            then(event)
+
+    return record

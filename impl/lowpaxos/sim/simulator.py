@@ -52,7 +52,7 @@ from lowpaxos import codec
 from lowpaxos.check.linearizability import Operation, StrictClock
 from lowpaxos.core.api import OPS, ClientReply, ClientRequest, Command, Effects, ReplyStatus
 from lowpaxos.sim.faults import FaultPlan
-from lowpaxos.sim.topology import Topology, lan
+from lowpaxos.sim.topology import Topology, lan, replica_site
 
 # Event kinds in the heap.
 _DELIVER, _TICK, _CLIENT_WAKE, _CLIENT_TIMEOUT, _FAULT = range(5)
@@ -61,6 +61,9 @@ _DELIVER, _TICK, _CLIENT_WAKE, _CLIENT_TIMEOUT, _FAULT = range(5)
 STAMPS_PER_US = 1_000
 
 DEFAULT_OP_MIX = {"get": 0.50, "put": 0.40, "delete": 0.05, "cas": 0.05}
+
+# The shared key of a ``conflicts`` workload (SimOptions.conflicts).
+HOT_KEY = "hot"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,12 @@ class SimOptions:
     # Called with every spec-level trace event (a dict, see docs/conformance.md); setting
     # it turns the cores' tracing on. None (the default) costs nothing.
     trace_events: Callable[[dict], None] | None = None
+    # A conflict rate in percent, as in the EPaxos paper's evaluation (SOSP 2013, §6:
+    # the fraction of commands on one shared key): each command goes to the one shared
+    # key HOT_KEY with this probability, else to one of ``keys`` keys private to its
+    # client ("c<client>.k<i>"), which no other client touches. None: every command
+    # picks one of ``keys`` keys shared by all clients ("k<i>"), as before.
+    conflicts: float | None = None
 
     def __post_init__(self) -> None:
         if self.replicas < 1 or self.clients < 0 or self.ops < 0 or self.keys < 1 or \
@@ -95,6 +104,8 @@ class SimOptions:
                 raise ValueError(f"bad op mix entry {op!r}: {weight}")
         if sum(weight for _, weight in self.op_mix) <= 0:
             raise ValueError("the op mix needs a positive weight")
+        if self.conflicts is not None and not 0 <= self.conflicts <= 100:
+            raise ValueError(f"conflicts is a percentage in 0..100, got {self.conflicts}")
 
 
 @dataclass(slots=True)
@@ -203,12 +214,13 @@ class Simulator:
         self.client_bytes = 0
         self.drops: Counter[str] = Counter()
         self._retired_core_drops: Counter[str] = Counter()
+        # protocol_metrics() of every core crashed so far (see protocol_metrics).
+        self._retired_core_metrics: list[dict] = []
         self.applied = 0
 
         # Sites: replicas round-robin over the topology's sites, clients round-robin
         # over the sites that hold a replica (a client talks to a nearby replica first).
-        sites = len(options.topology.sites)
-        self.node_site = [r % sites for r in range(n)]
+        self.node_site = [replica_site(r, options.topology) for r in range(n)]
         replica_sites = sorted(set(self.node_site))
 
         self.replicas = [_Replica(r, spec.new_durable()) for r in range(n)]
@@ -431,6 +443,9 @@ class Simulator:
         if replica.core is None:
             return False
         self._retired_core_drops.update(replica.core.drop_counts())
+        metrics = getattr(replica.core, "protocol_metrics", None)
+        if metrics is not None:
+            self._retired_core_metrics.append(dict(metrics()))
         replica.core = None
         replica.incarnation += 1  # stops the tick chain
         self._log(f"r{replica_id} crash")
@@ -635,7 +650,13 @@ class Simulator:
     def _client_new_request(self, client: _Client) -> None:
         rng = self.workload_rng
         op = rng.choices(self._op_names, self._op_weights)[0]
-        key = f"k{rng.randrange(self.options.keys)}"
+        conflicts = self.options.conflicts
+        if conflicts is None:
+            key = f"k{rng.randrange(self.options.keys)}"
+        elif rng.random() * 100 < conflicts:
+            key = HOT_KEY
+        else:
+            key = f"c{client.client_id}.k{rng.randrange(self.options.keys)}"
         request_id = client.next_request_id
         client.next_request_id += 1
         value = expected = None
@@ -752,6 +773,27 @@ class Simulator:
                 for reason, count in replica.core.drop_counts().items():
                     total[f"core:{reason}"] += count
         return total
+
+    def protocol_metrics(self) -> dict[str, int | float]:
+        """The cores' optional ``protocol_metrics()`` (EPaxos: fast/slow/recovered commits,
+        largest component, execute delay), over every core of the run, crashed ones too:
+        a metric whose name contains "max" or starts with "largest" is the maximum over
+        the cores, any other is their sum. Empty when the protocol has none."""
+        samples = list(self._retired_core_metrics)
+        for replica in self.replicas:
+            metrics = getattr(replica.core, "protocol_metrics", None)
+            if metrics is not None:
+                samples.append(dict(metrics()))
+        total: dict[str, int | float] = {}
+        for sample in samples:
+            for name, value in sample.items():
+                if name not in total:
+                    total[name] = value
+                elif "max" in name or name.startswith("largest"):
+                    total[name] = max(total[name], value)
+                else:
+                    total[name] += value
+        return dict(sorted(total.items()))
 
     def kvs_digests(self) -> list[str | None]:
         return [r.core.kvs.digest() if r.core is not None else None for r in self.replicas]

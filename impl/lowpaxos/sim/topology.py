@@ -28,6 +28,26 @@ class Topology:
         return max(max(row) for row in self.one_way_us)
 
 
+def replica_site(replica: int, topology: Topology) -> int:
+    """The site of ``replica``: replicas go round-robin over the sites (the simulator's
+    placement)."""
+    return replica % len(topology.sites)
+
+
+def peer_order(topology: Topology, replicas: int) -> tuple[tuple[int, ...], ...]:
+    """For each replica, the others from the closest to the farthest (one-way delay
+    between their sites, ties by id): a thrifty protocol's proximity order (EPaxos's
+    ``peer_order``, SOSP 2013 §4.3: PreAccept to the closest fast quorum)."""
+    rows = topology.one_way_us
+    order = []
+    for replica in range(replicas):
+        here = replica_site(replica, topology)
+        others = [other for other in range(replicas) if other != replica]
+        others.sort(key=lambda other: (rows[here][replica_site(other, topology)], other))
+        order.append(tuple(others))
+    return tuple(order)
+
+
 def lan() -> Topology:
     return Topology("lan", ("lan",), ((LAN_ONE_WAY_US,),), LAN_JITTER_US)
 
