@@ -7,9 +7,11 @@ RESP) against PySyncObj (3 processes).
 Every side: 3 processes on 127.0.0.1, ``--inflight`` operations in flight,
 16-byte values, SET only (all replicate every write; PySyncObj reads are local,
 so reads would not compare). Our runtime, for each protocol of ``--protocols``
-(registry names, default lowpaxos,vr; VR with disk = "sync", its runtime default):
+(registry names, default lowpaxos,vr,epaxos; VR with disk = "sync", its runtime default):
 the asyncio client with one connection per in-flight operation, all to the leader
-(VR's primary); every batch of persist records is fsynced (SQLite WAL,
+(VR's primary), or for EPaxos, which has no leader, spread evenly over the three
+replicas, each serving its own clients (an EPaxos deployment's clients use their
+local replica); every batch of persist records is fsynced (SQLite WAL,
 synchronous=FULL) before anything of it leaves a replica.
 PySyncObj: ReplDict with its file journal on, the load generated inside node 0.
 Prints committed ops/s, p50 and p99 latency, each process's CPU seconds and
@@ -69,18 +71,25 @@ def percentile(sorted_values: list[float], fraction: float) -> float | None:
 
 async def lowpaxos_load(ports: list[int], seconds: float, warmup_s: float, inflight: int,
                         value_bytes: int, keys: int, on_measure_start=None) -> dict:
-    """The closed loop; ``on_measure_start(leader_port)`` is called when measuring begins."""
+    """The closed loop; ``on_measure_start(leader_port)`` is called when measuring begins
+    (``leader_port`` None for a leaderless protocol)."""
     addresses = [("127.0.0.1", port) for port in ports]
     # Find the leader (bounded): clients connect to it so no hop is spent forwarding.
+    # A leaderless protocol (EPaxos: every replica's INFO role is "replica", and each
+    # serves its own clients) has none: the connections are spread over every replica.
     leader_port = ports[0]
+    leaderless = False
     async with LowPaxosClient(addresses[:1], connections=1) as probe:
         for _ in range(100):
-            found = False
+            roles = []
             for port in ports:
                 async with LowPaxosClient([("127.0.0.1", port)], connections=1) as one:
-                    if (await one.info()).get("role") == "leader":
-                        leader_port, found = port, True
-            if found:
+                    roles.append((await one.info()).get("role"))
+            if "leader" in roles:
+                leader_port = ports[roles.index("leader")]
+                break
+            if all(role == "replica" for role in roles):
+                leaderless, leader_port = True, None
                 break
             await probe.set("warmup", b"x")
             await asyncio.sleep(0.1)
@@ -106,8 +115,22 @@ async def lowpaxos_load(ports: list[int], seconds: float, warmup_s: float, infli
             if sent >= measure_from and now <= measure_to:
                 latencies.append(now - sent)
 
-    async with LowPaxosClient([("127.0.0.1", leader_port)], connections=inflight) as client:
-        await asyncio.gather(*(chain(client) for _ in range(inflight)))
+    if leaderless:
+        # One client per replica, the in-flight operations split evenly among them.
+        shares = [inflight // len(ports) + (i < inflight % len(ports)) for i in range(len(ports))]
+        clients = [LowPaxosClient([address], connections=max(1, share))
+                   for address, share in zip(addresses, shares)]
+        try:
+            for client in clients:
+                await client.__aenter__()
+            await asyncio.gather(*(chain(client) for client, share in zip(clients, shares)
+                                   for _ in range(share)))
+        finally:
+            for client in clients:
+                await client.close()
+    else:
+        async with LowPaxosClient([("127.0.0.1", leader_port)], connections=inflight) as client:
+            await asyncio.gather(*(chain(client) for _ in range(inflight)))
     latencies.sort()
     return {
         "ops": len(latencies),
@@ -117,6 +140,33 @@ async def lowpaxos_load(ports: list[int], seconds: float, warmup_s: float, infli
         "errors": errors,
         "leader_port": leader_port,
     }
+
+
+def protocol_info(ports: list[int]) -> dict:
+    """The protocol's own INFO counters (names with the protocol's prefix, e.g. EPaxos's
+    epaxos_fast_commits), summed over the replicas (maxima maxed), after the run."""
+    import redis
+
+    totals: dict = {}
+    for port in ports:
+        try:
+            fields = redis.Redis(port=port, socket_timeout=5, protocol=2).info()
+        except (redis.RedisError, OSError):
+            continue
+        protocol = fields.get("protocol")
+        for name, value in fields.items():
+            if not (isinstance(protocol, str) and name.startswith(protocol + "_")) or \
+                    not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            if "max" in name or "largest" in name:
+                totals[name] = max(totals.get(name, value), value)
+            else:
+                totals[name] = totals.get(name, 0) + value
+    fast = totals.get("epaxos_fast_commits")
+    if fast is not None:
+        committed = fast + totals.get("epaxos_slow_commits", 0) + totals.get("epaxos_recoveries", 0)
+        totals["fast_path_ratio"] = round(fast / committed, 4) if committed else None
+    return totals
 
 
 def protocol_settings(protocol: str, settings: dict) -> dict:
@@ -137,8 +187,9 @@ def run_lowpaxos(arguments, inflight: int, profile_seconds: float = 0.0,
                                lifetime_s=arguments.seconds + 120)
         spy: dict = {}
 
-        def start_profile(leader_port: int) -> None:
-            leader = cluster.resp_ports.index(leader_port)
+        def start_profile(leader_port: int | None) -> None:
+            # Leaderless: replica 0, which serves its share of the clients.
+            leader = 0 if leader_port is None else cluster.resp_ports.index(leader_port)
             spy["leader"] = leader
             spy["process"] = pyspy_profile.record(cluster.pids()[leader], profile_seconds,
                                                   Path(directory) / "leader.spy")
@@ -154,7 +205,9 @@ def run_lowpaxos(arguments, inflight: int, profile_seconds: float = 0.0,
             cpu_after = resource.getrusage(resource.RUSAGE_SELF)
             result["client_cpu_s"] = round(cpu_after.ru_utime + cpu_after.ru_stime
                                            - cpu_before.ru_utime - cpu_before.ru_stime, 1)
-            result["leader"] = cluster.resp_ports.index(result.pop("leader_port"))
+            leader_port = result.pop("leader_port")
+            result["leader"] = None if leader_port is None else cluster.resp_ports.index(leader_port)
+            result["protocol_info"] = protocol_info(cluster.resp_ports)
             result["replicas"] = {i: process_usage(pid) for i, pid in cluster.pids().items()}
             process = spy.get("process")
             if profile_seconds > 0 and process is None:
@@ -228,9 +281,9 @@ def main() -> int:
     parser.add_argument("--value-bytes", type=int, default=16)
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--tick-ms", type=int, default=10)
-    parser.add_argument("--protocols", default="lowpaxos,vr",
+    parser.add_argument("--protocols", default="lowpaxos,vr,epaxos",
                         help=f"our runtime's protocols to run, comma-separated "
-                             f"({', '.join(PROTOCOLS)}; default lowpaxos,vr)")
+                             f"({', '.join(PROTOCOLS)}; default lowpaxos,vr,epaxos)")
     parser.add_argument("--only", choices=("lowpaxos", "pysyncobj"), default=None,
                         help="lowpaxos: our runtime only (every --protocols); pysyncobj: it only")
     parser.add_argument("--profile-seconds", type=float, default=0.0,
