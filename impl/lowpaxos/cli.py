@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                 "run a local cluster on 127.0.0.1 (--replicas N --protocol lowpaxos|vr)"),
     "conformance": ("lowpaxos.conformance.cli", "check traces against spec/LowPaxos.tla (check TRACE | run)"),
     "spec-replay": ("lowpaxos.specreplay.cli", "replay behaviours TLC generates from the spec against real cores"),
+    "epaxos-graph": ("lowpaxos.check.epaxos_graph",
+                     "check an EPaxos trace's dependency graph with networkx (TRACE [--json])"),
 }
 
 
