@@ -428,12 +428,21 @@ def reduced_edges(inst: Inst, value: Value) -> list[Inst]:
     return targets
 
 
-def build_graph(facts: Facts) -> nx.DiGraph:
+def build_graph(facts: Facts) -> tuple[nx.DiGraph, int]:
+    """The committed instances and the reduced edges between them; also the number of
+    edges to instances committed nowhere in the trace (not a violation by itself: the
+    run may have ended first; executing such an instance is one)."""
     graph = nx.DiGraph()
-    graph.add_nodes_from(facts.value)
-    for inst, value in facts.value.items():
-        graph.add_edges_from((inst, target) for target in reduced_edges(inst, value))
-    return graph
+    committed = facts.value
+    graph.add_nodes_from(committed)
+    dangling = 0
+    for inst, value in committed.items():
+        for target in reduced_edges(inst, value):
+            if target in committed:
+                graph.add_edge(inst, target)
+            else:
+                dangling += 1
+    return graph, dangling
 
 
 def check_execution(facts: Facts, graph: nx.DiGraph, verdict: Verdict) -> dict:
@@ -578,7 +587,7 @@ def check_trace_events(events: list[dict], lines: list[int] | None = None,
     groups = interference_groups({inst: k for inst, k in facts.keys.items()
                                   if inst in facts.value})
     check_consistency(facts, groups, verdict)
-    graph = build_graph(facts)
+    graph, dangling = build_graph(facts)
     shape = check_execution(facts, graph, verdict)
     check_order(facts, groups, verdict)
     unknown_keys = sum(1 for inst in facts.value if inst not in facts.keys)
@@ -587,6 +596,7 @@ def check_trace_events(events: list[dict], lines: list[int] | None = None,
         "replicas": replicas,
         "instances": len(facts.value),
         "edges": graph.number_of_edges(),
+        "edges_to_uncommitted": dangling,
         "components": shape["components"],
         "largest_component": shape["largest_component"],
         "executed": {str(r): len(own.executed) for r, own in sorted(facts.per_replica.items())},
