@@ -63,4 +63,21 @@ def _vr() -> ProtocolSpec:
                         RECORD_TYPES, VRDurableFold, lambda config: config.disk == "sync")
 
 
-PROTOCOLS: dict[str, ProtocolSpec] = {"lowpaxos": _lowpaxos(), "vr": _vr()}
+def _epaxos() -> ProtocolSpec:
+    from lowpaxos.protocols.epaxos import wire  # noqa: F401 - registers EPaxos's messages
+    from lowpaxos.protocols.epaxos.config import EPaxosConfig
+    from lowpaxos.protocols.epaxos.core import EPaxosReplica
+    from lowpaxos.protocols.epaxos.durable import EPaxosDurableFold, EPaxosDurableState
+    from lowpaxos.protocols.epaxos.messages import MESSAGE_TYPES, RECORD_TYPES
+
+    def make_config(replicas: int, **options: Any) -> EPaxosConfig:
+        return EPaxosConfig(replicas=replicas, **options).validate()
+
+    def make_core(config, replica_id, rng, durable=None, trace=False):
+        return EPaxosReplica(config, replica_id, rng, durable, trace)
+
+    return ProtocolSpec("epaxos", make_core, EPaxosDurableState, make_config, MESSAGE_TYPES,
+                        RECORD_TYPES, EPaxosDurableFold, lambda config: True)
+
+
+PROTOCOLS: dict[str, ProtocolSpec] = {"lowpaxos": _lowpaxos(), "vr": _vr(), "epaxos": _epaxos()}
