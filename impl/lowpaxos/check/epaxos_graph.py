@@ -65,6 +65,7 @@ from lowpaxos.protocols.epaxos.graph import execution_key
 Inst = tuple[int, int]
 STATUSES = ("none", "preaccepted", "accepted", "committed", "executed")
 COMMITTED = frozenset({"committed", "executed"})
+DRIVER_ACTIONS = frozenset({"Crash", "Restart"})
 ALL_KEYS = "*"
 VIOLATIONS_LISTED_MAX = 200  # violations kept with their detail; all are counted
 
@@ -243,9 +244,12 @@ def gather(events: list[dict], lines: list[int], replicas: int, verdict: Verdict
         if not _is_int(replica) or not 0 <= replica < replicas:
             raise TraceInputError(line, f"replica must be an integer in 0..{replicas - 1}")
         own = facts.per_replica.setdefault(replica, Replica())
-        if action == "Restart":
-            # The execution order counts on from the durable state: only its step is reset.
+        if action in DRIVER_ACTIONS:
+            # A restarted replica's execution order counts on from its durable state;
+            # only the step of one from the next is not checked. The drivers' events
+            # carry the whole replica's state, if any, not one instance's.
             own.last_order = None
+            continue
         raw_state = event.get("state")
         if raw_state is None:
             if action == "Execute":
@@ -340,14 +344,14 @@ def _show_keys(keys: Keys) -> str:
 
 
 def interference_groups(keys: dict[Inst, Keys]) -> dict[str, tuple[list[Inst], list[Inst]]]:
-    """key -> (writers, readers) such that two instances interfere iff they are both in
-    some group with at least one of them a writer there. ``"*"`` read is every key: such
-    a reader is in the group ``"*"`` of every writer; a ``"*"`` writer is a writer of
-    every group."""
+    """key -> (writers, readers) such that two instances interfere iff some group holds
+    both with at least one of them among its writers. ``"*"`` is every key: a ``"*"``
+    reader (dbsize, scan) is a reader in every key's group, a ``"*"`` writer a writer in
+    every key's group, and the group ``"*"`` pairs those two kinds among themselves.
+    Writers of different keys never share a group."""
     writers: dict[str, list[Inst]] = defaultdict(list)
     readers: dict[str, list[Inst]] = defaultdict(list)
     star_writers: list[Inst] = []
-    any_writer: list[Inst] = []
     star_readers: list[Inst] = []
     for inst, k in keys.items():
         if ALL_KEYS in k.write:
@@ -355,17 +359,18 @@ def interference_groups(keys: dict[Inst, Keys]) -> dict[str, tuple[list[Inst], l
         else:
             for key in k.write:
                 writers[key].append(inst)
-        if k.write:
-            any_writer.append(inst)
-        if ALL_KEYS in k.read and ALL_KEYS not in k.write:
-            star_readers.append(inst)
-        for key in k.read - k.write - {ALL_KEYS}:
-            readers[key].append(inst)
+            if ALL_KEYS in k.read:
+                star_readers.append(inst)
+            for key in k.read - k.write - {ALL_KEYS}:
+                readers[key].append(inst)
     groups: dict[str, tuple[list[Inst], list[Inst]]] = {}
     for key in set(writers) | set(readers):
-        groups[key] = (writers.get(key, []) + star_writers, readers.get(key, []))
-    if star_readers or star_writers:
-        groups[ALL_KEYS] = (any_writer, star_readers)
+        key_writers = writers.get(key, [])
+        written = set(key_writers)
+        groups[key] = (key_writers + star_writers,
+                       readers.get(key, []) + [r for r in star_readers if r not in written])
+    if star_writers or star_readers:
+        groups[ALL_KEYS] = (star_writers, star_readers)
     return groups
 
 
