@@ -200,6 +200,15 @@ def _unsafe(verdict: Verdict, trace: Trace, replay: TlcResult) -> None:
     event = trace.events[index - 1]
     verdict.line = event.line
     verdict.violated = name
+    report = getattr(trace.protocol.mapping, "unsafe_report", None)
+    if report is not None:  # another protocol's variables (EPaxos: per instance)
+        state = {name: parse_value(last[name]) for name in spec_variables(last)}
+        verdict.report = "\n".join([
+            f"{trace.path}:{event.line}: event {index} ({event.action} at replica "
+            f"{event.replica}) reaches a state of {trace.protocol.spec_module}.tla that "
+            f"violates its safety invariant {name}", f"  event: {_event_text(event)}",
+            *report(trace, state, name)])
+        return
     lines = [f"{trace.path}:{event.line}: event {index} ({event.action} at replica "
              f"{event.replica}) reaches a state of {trace.protocol.spec_module}.tla that "
              f"violates its safety invariant {name}",
@@ -423,7 +432,9 @@ def _event_text(event: Event) -> str:
     if event.target is not None:
         parts.append(f"target {event.target}")
     state = event.state
-    if state is not None and not hasattr(state, "role"):  # another protocol's state (VR)
+    if state is not None and hasattr(state, "describe"):  # a protocol's own wording (EPaxos)
+        parts.append("-> " + state.describe())
+    elif state is not None and not hasattr(state, "role"):  # another protocol's state (VR)
         parts.append("-> " + ", ".join(f"{name} {getattr(state, name)}"
                                         for name in ("view", "status", "last_normal_view", "op",
                                                      "commit", "log_start")

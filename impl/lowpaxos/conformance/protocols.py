@@ -13,8 +13,8 @@ is the same for every protocol; what differs is here:
   sequence of records and a configuration (``plan_steps``, ``write_module``,
   ``write_config``), and the report of a divergence.
 
-VR Revisited (vr_format, conformance/TraceVR.tla) has an entry; EPaxos adds one when
-its spec and trace events exist.
+VR Revisited (vr_format, conformance/TraceVR.tla) and EPaxos (epaxos_format,
+conformance/TraceEPaxos.tla) have entries.
 """
 
 from __future__ import annotations
@@ -76,8 +76,23 @@ def _vr() -> TraceProtocol:
         parse_state=f.parse_state, mapping_module="lowpaxos.conformance.vr_format")
 
 
+def _epaxos() -> TraceProtocol:
+    from lowpaxos.conformance import epaxos_format as f
+
+    # Crash lines carry no state; a Restart's is whatever the restarted core logs (none
+    # when the core is not asked for one: the next event of that replica pins it).
+    return TraceProtocol(
+        name="epaxos", spec_module="EPaxos", template="TraceEPaxos.tla",
+        safety_invariants=f.SAFETY_INVARIANTS, receive_actions=f.RECEIVE_ACTIONS,
+        local_actions=f.LOCAL_ACTIONS, driver_actions=f.DRIVER_ACTIONS,
+        stateless_actions=f.STATELESS_ACTIONS, message_fields=f.MESSAGE_FIELDS,
+        slot_actions=f.SLOT_ACTIONS, target_actions=f.TARGET_ACTIONS,
+        parse_state=f.parse_state, mapping_module="lowpaxos.conformance.epaxos_format")
+
+
 # name -> a function that builds the entry (imports stay lazy).
-_PROTOCOLS: dict[str, Callable[[], TraceProtocol]] = {"lowpaxos": _lowpaxos, "vr": _vr}
+_PROTOCOLS: dict[str, Callable[[], TraceProtocol]] = {"lowpaxos": _lowpaxos, "vr": _vr,
+                                                      "epaxos": _epaxos}
 DEFAULT_PROTOCOL = "lowpaxos"
 
 

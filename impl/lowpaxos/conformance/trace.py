@@ -119,8 +119,22 @@ def check_value(path: str, line: int, what: str, kind: str, value: object) -> No
     elif kind == "batch" and not (isinstance(value, str) and BATCH_ID.fullmatch(value)):
         fail(path, line, f"{what} must be a batch id (1 to 64 of A-Z a-z 0-9 _ . : + -), "
                          f"got {_short(value)}")
+    elif kind == "batch?" and value is not None:  # a batch id, or null (not known)
+        check_value(path, line, what, "batch", value)
     elif kind == "ballot":
         ballot(path, line, what, value)
+    elif kind == "inst":  # an EPaxos instance id [replica, i], i >= 1
+        if not (isinstance(value, list) and len(value) == 2 and is_nat(value[0])
+                and value[0] < REPLICAS_MAX and is_nat(value[1]) and value[1] >= 1):
+            fail(path, line, f"{what} must be an instance [replica, i] (i >= 1), got {_short(value)}")
+    elif kind == "vector":  # one natural number per replica (EPaxos deps, frontiers)
+        if not (isinstance(value, list) and 1 <= len(value) <= REPLICAS_MAX
+                and all(is_nat(x) for x in value)):
+            fail(path, line, f"{what} must be a list of 1 to {REPLICAS_MAX} natural numbers, "
+                             f"got {_short(value)}")
+    elif kind == "word" and not (isinstance(value, str) and 1 <= len(value) <= 32
+                                 and value.isascii() and value.replace("-", "").isalpha()):
+        fail(path, line, f"{what} must be a word (a-z and -), got {_short(value)}")
     elif kind == "entries":
         if not isinstance(value, list):
             fail(path, line, f"{what} must be a list of [slot, ballot, batch id]")
