@@ -217,6 +217,10 @@ class SqlPrimitives:
     def drop_entries_above(self, slot: int) -> None:
         self.connection.execute("DELETE FROM entries WHERE slot > ?", (slot,))
 
+    def drop_entries_between(self, low: int, high: int) -> None:
+        """Entries with low < slot <= high (EPaxos collects one replica's key range)."""
+        self.connection.execute("DELETE FROM entries WHERE slot > ? AND slot <= ?", (low, high))
+
     def empty_staging(self) -> None:
         staging = other_pair(self.live)
         rowstore.empty_pair(self.connection, staging)

@@ -1058,8 +1058,8 @@ class EPaxosReplica:
     def handle_status(self, source: int, message: Status, effects: Effects) -> None:
         """HandleStatus: note the peer's frontiers; re-send Commits of our own instances
         it lacks (bounded); collect what every replica has executed."""
-        if not self._valid_deps(message.executed, None) or \
-                not self._valid_deps(message.committed, None):
+        if not (_is_vector(message.executed, self.replicas)
+                and _is_vector(message.committed, self.replicas)):
             return self._drop("bad_status")
         known = self.peer_executed[source]
         self.peer_executed[source] = [max(a, b) for a, b in zip(known, message.executed)]
@@ -1166,8 +1166,7 @@ class EPaxosReplica:
         return True
 
     def _valid_deps(self, deps: object, inst: Inst | None) -> bool:
-        if (type(deps) is not tuple or len(deps) != self.replicas
-                or not all(type(d) is int and 0 <= d <= INSTANCE_MAX for d in deps)):
+        if not _is_vector(deps, self.replicas):
             self._drop("bad_deps")
             return False
         if inst is not None and deps[inst[0]] >= inst[1]:
@@ -1288,6 +1287,12 @@ class EPaxosReplica:
         Nack: handle_nack,
         Status: handle_status,
     }
+
+
+def _is_vector(values: object, length: int) -> bool:
+    """A deps or frontier vector: ``length`` instance numbers."""
+    return (type(values) is tuple and len(values) == length
+            and all(type(v) is int and 0 <= v <= INSTANCE_MAX for v in values))
 
 
 def describe_message(message: object) -> dict:
