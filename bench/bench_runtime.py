@@ -164,7 +164,8 @@ def protocol_info(ports: list[int]) -> dict:
                 totals[name] = totals.get(name, 0) + value
     fast = totals.get("epaxos_fast_commits")
     if fast is not None:
-        committed = fast + totals.get("epaxos_slow_commits", 0) + totals.get("epaxos_recoveries", 0)
+        committed = (fast + totals.get("epaxos_slow_commits", 0)
+                     + totals.get("epaxos_recovered_commits", 0))
         totals["fast_path_ratio"] = round(fast / committed, 4) if committed else None
     return totals
 

@@ -583,3 +583,78 @@ def test_cli_undecided_check_is_counted_and_fails(capsys, monkeypatch):
     assert main(["sim", "--clients", "2", "--ops", "20"]) == 1
     out = capsys.readouterr().out
     assert "UNDECIDED on 1 keys" in out and "ran out of its 60 s" in out
+
+
+# ---- EPaxos in the simulator (issue 9) ----
+
+
+def epaxos_run(seed: int, plan: FaultPlan, replicas: int = 3, conflicts: float = 50,
+               ops: int = 300) -> dict:
+    from lowpaxos.protocols.registry import PROTOCOLS
+
+    spec = PROTOCOLS["epaxos"]
+    options = SimOptions(replicas=replicas, clients=8, ops=ops, seed=seed, keys=3,
+                         conflicts=conflicts)
+    limits = RunLimits(safety_us=300_000, liveness_us_max=30_000_000, settle_us_max=2_000_000,
+                       wall_s_max=60.0)
+    return run(spec, spec.make_config(replicas), options, plan, limits, protocol="epaxos")
+
+
+@pytest.mark.parametrize("seed, replicas", [(1, 3), (2, 3), (3, 5)])
+def test_epaxos_under_faults_is_linearizable_converges_and_passes_the_graph_check(seed,
+                                                                                  replicas):
+    """EPaxos at 50% conflicts with crashes (recovery of the crashed replicas'
+    instances), a partition, loss, duplication and reordering: every request answered,
+    the history linearizable, equal replicas, the networkx check ok over the trace,
+    and the summary's EPaxos figures filled in."""
+    plan = FaultPlan.random(random.Random(seed), replicas=replicas, window_us=300_000,
+                            tick_us=1_000, crashes=2, partitions=1, loss=0.05, dup=0.05,
+                            reorder=0.1)
+    result = epaxos_run(seed, plan, replicas)
+    assert result["liveness_completed"] and result["committed"] == 300, result["drops"]
+    assert result["linearizable"] is True, result["linearizability"]
+    assert result["kvs_converged"], result["kvs_digests"]
+    assert result["graph_check"]["ok"] is True, result["graph_check"]["explanation"]
+    assert result["graph_check"]["events"] > 300
+    metrics = result["protocol_metrics"]
+    assert metrics["fast_commits"] + metrics["slow_commits"] + metrics["recovered_commits"] > 0
+    assert 0 <= result["fast_path_ratio"] <= 1 and result["largest_component"] >= 1
+    assert result["execute_delay_max_ms"] >= 0
+
+
+def test_epaxos_fast_path_without_conflicts_and_slow_paths_with_them():
+    """No faults: with no conflicts every instance commits on the fast path (SOSP 2013
+    §4.3); with every command on one key some take the slow path."""
+    quiet = epaxos_run(4, FaultPlan(), conflicts=0)
+    hot = epaxos_run(4, FaultPlan(), conflicts=100)
+    assert quiet["fast_path_ratio"] == 1.0, quiet["protocol_metrics"]
+    assert hot["fast_path_ratio"] < 1.0, hot["protocol_metrics"]
+    for result in (quiet, hot):
+        assert result["linearizable"] is True and result["graph_check"]["ok"] is True
+
+
+def test_epaxos_run_is_deterministic():
+    plan = FaultPlan.random(random.Random(6), replicas=3, window_us=300_000, tick_us=1_000,
+                            crashes=1, loss=0.02, reorder=0.05)
+    first, second = epaxos_run(6, plan, ops=150), epaxos_run(6, plan, ops=150)
+    assert first["trace_digest"] == second["trace_digest"]
+    assert first["protocol_metrics"] == second["protocol_metrics"]
+
+
+def test_cli_fills_epaxos_peer_order_from_the_wan_matrix(capsys):
+    """On the WAN the CLI gives EPaxos's config its peers by proximity (the thrifty
+    PreAccept goes to the closest fast quorum); on the LAN, and for a protocol without
+    the field, nothing is filled."""
+    from lowpaxos.protocols.registry import PROTOCOLS
+    from lowpaxos.sim.cli import topology_options
+    from lowpaxos.sim.topology import peer_order
+
+    wan = load("wan")
+    assert topology_options(PROTOCOLS["epaxos"], 5, wan, {}) == {
+        "peer_order": peer_order(wan, 5)}
+    assert topology_options(PROTOCOLS["epaxos"], 5, load("lan"), {}) == {}
+    assert topology_options(PROTOCOLS["lowpaxos"], 5, wan, {}) == {}
+    code = main(["sim", "--protocol", "epaxos", "--replicas", "5", "--clients", "5", "--ops",
+                 "60", "--latency", "wan", "--conflicts", "2", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["graph_check"]["ok"] is True

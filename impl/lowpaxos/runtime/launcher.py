@@ -256,7 +256,13 @@ def command(arguments: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        cluster.start()
+        try:
+            cluster.start()
+        except RuntimeError as error:
+            # A replica that exits or never answers at start: say which, and where its
+            # log is, without a traceback.
+            print(f"lowpaxos cluster: {error}", file=sys.stderr, flush=True)
+            return 1
         pids = cluster.pids()
         for replica_id, port in enumerate(cluster.resp_ports):
             print(f"replica {replica_id}: RESP on 127.0.0.1:{port} (redis-cli -p {port}), "

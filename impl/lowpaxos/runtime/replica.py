@@ -92,6 +92,7 @@ from lowpaxos.runtime.fragments import FragmentReceiver, FragmentSender, nack_in
 from lowpaxos.runtime.framing import FrameError, open_frame, seal, seal_fragment, seal_nack
 from lowpaxos.runtime.logs import Logger
 from lowpaxos.runtime.pipeline import Pipeline
+from lowpaxos.runtime.rowstore import IMAGES_MAX
 from lowpaxos.runtime.storage import SqliteStorage, StorageCorrupt
 from lowpaxos.runtime.trace import TraceWriter
 
@@ -187,8 +188,11 @@ class Replica:
                       store_index=durable.store_index, entries=len(durable.entries))
 
     def new_storage(self) -> SqliteStorage:
+        # images_max: the state-transfer images a core keeps open (LowPaxos, VR); a
+        # protocol without state transfer (EPaxos) has no such field: the store's default.
         return SqliteStorage(self.spec.database_path(self.replica_id), self.replica_id,
-                             images_max=self.spec.protocol.images_max,
+                             images_max=getattr(self.spec.protocol, "images_max",
+                                                IMAGES_MAX),
                              protocol=self.spec.protocol_name,
                              rows_durable=self.protocol.rows_durable(self.spec.protocol))
 
