@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lowpaxos.conformance.trace import (NUMBER_MAX, Event, Trace, TraceFormatError, ballot,
-                                        check_value, fail, is_nat)
+from lowpaxos.conformance.tlagen import tla_string
+from lowpaxos.conformance.trace import Event, Trace, ballot, check_value, fail, is_nat
 
 RECEIVE_ACTIONS = {
     "HandlePreAccept": "PreAccept",
@@ -72,9 +72,14 @@ MESSAGE_FIELDS = {
     "Status": {"executed": "vector", "committed": "vector"},
 }
 
-# The safety invariants of spec/EPaxos.tla checked in every replayed state (set from
-# the spec once it is written; see SAFETY_INVARIANTS below).
-SAFETY_INVARIANTS: tuple[str, ...] = ()
+# The safety invariants of spec/EPaxos.tla checked in every replayed state: the
+# commands committed were proposed (Nontriviality), one value per instance
+# (Agreement), two committed interfering instances: one depends on the other
+# (Consistency, SOSP §4.3 Lemma 2), executions well formed, and the per-key executed
+# sequences agree (ExecutionAgrees; left out of a trace whose batches touch several
+# keys, where the spec's one-key-per-command groups would not say the same).
+SAFETY_INVARIANTS = ("Nontriviality", "Agreement", "Consistency", "ExecutedWellFormed",
+                     "ExecutionAgrees")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +122,458 @@ def parse_state(path: str, line: int, value: object) -> State:
     return State(inst, value["status"], ballot(path, line, "state.ballot", value["ballot"]),
                  ballot(path, line, "state.vballot", value["vballot"]), value["batch"],
                  value["seq"], tuple(value["deps"]), value["unchanged"])
+
+
+# ---- the mapping onto TraceEPaxos.tla -----------------------------------------------
+
+EXPLAIN = False  # check.py's field-by-field probe is LowPaxos's; EPaxos gets the headline
+
+# The actions whose handler logs the instance BEFORE the quorum the message completes
+# takes effect (core.py calls _trace, then _preaccept_progress / _accept_progress /
+# _recovery_progress): the effect shows in the line after (Commit), or only in what the
+# step sent (an Accept or a PreAccept of the instance), see plan_steps.
+PROGRESS_ACTIONS = frozenset({"HandlePreAcceptOK", "HandleAcceptOK", "HandlePrepareOK"})
+# The core's events that are no step of the spec (TraceEPaxos.tla, Take's OTHER).
+STUTTER_ACTIONS = frozenset({"Crash", "Commit", "RetryPreAccept", "RetryAccept",
+                             "RetryPrepare", "SendStatus", "HandleStatus", "ResendCommit",
+                             "Collect"})
+ALL_KEYS = "*"
+
+
+@dataclass
+class Footprint:
+    """What a batch touches, as the trace logs it: keys read and written ("*": every
+    key, dbsize and scan) and the clients whose session rows it writes."""
+
+    read: frozenset[str]
+    write: frozenset[str]
+    clients: frozenset[int] | None  # None: the trace does not say
+
+
+def _footprint(path: str, line: int, value: object) -> Footprint:
+    if not isinstance(value, dict):
+        fail(path, line, "keys must be an object {\"read\": [...], \"write\": [...]}")
+    lists = {}
+    for name in ("read", "write"):
+        items = value.get(name)
+        if not (isinstance(items, list) and len(items) <= KEYS_MAX
+                and all(isinstance(k, str) and len(k) <= 1024 for k in items)):
+            fail(path, line, f"keys.{name} must be a list of at most {KEYS_MAX} strings")
+        lists[name] = frozenset(items)
+    clients = value.get("clients")
+    if clients is not None and not (isinstance(clients, list) and len(clients) <= KEYS_MAX
+                                    and all(isinstance(c, int) and not isinstance(c, bool)
+                                            and abs(c) < 2**63 for c in clients)):
+        fail(path, line, "keys.clients must be a list of client ids")
+    return Footprint(lists["read"], lists["write"],
+                     None if clients is None else frozenset(clients))
+
+
+def interferes(a: Footprint, b: Footprint) -> bool:
+    """The contract's interference (same key, one writes; "*" reads every key) and the
+    core's (core.Conflicts): the instances of one client interfere, each writing the
+    client's session row."""
+    if a.write & (b.read | b.write) or b.write & a.read:
+        return True
+    if (ALL_KEYS in a.read and b.write) or (ALL_KEYS in b.read and a.write):
+        return True
+    return bool(a.clients and b.clients and a.clients & b.clients)
+
+
+@dataclass
+class PlannedEvent:
+    event: Event
+    spec_action: str  # the spec action the step takes ("Skip": none, a stutter)
+    check: bool = True
+    state: State | None = None  # the state the step must reach (None: not compared)
+    pre: State | None = None  # the state to compare before the step
+    unreachable: str | None = None
+    frontier: tuple[int, ...] | None = None  # Restart: the saved executed frontier
+
+
+@dataclass
+class Model:
+    replicas: int
+    max_instance: int
+    max_round: int
+    fast_quorum: int
+    values: list[str]
+    footprints: dict[str, Footprint]
+    groups: list[list[str]]  # KeyGroups: one per key, merged where a batch spans keys
+    reads: list[str]
+    exact_groups: bool  # every batch touches one key: ExecutionAgrees is the spec's
+    safety_invariants: tuple[str, ...] = ()
+
+
+def _sent(event: Event, kind: str, inst: tuple[int, int]) -> dict | None:
+    """A message of this type and instance that the event's step sent (simulator)."""
+    for item in event.sent:
+        if isinstance(item, dict):
+            message = item.get("message")
+            if isinstance(message, dict) and message.get("type") == kind \
+                    and tuple(message.get("inst", ())) == inst:
+                return message
+    return None
+
+
+def _batch_of(message: dict) -> str | None:
+    return message.get("batch")
+
+
+def _check_extent(trace: Trace, event: Event) -> None:
+    """Values that must fit the cluster: replica ids in instances and deps lengths."""
+    n = trace.replicas
+    path, line = trace.path, event.line
+
+    def inst_ok(inst, what: str) -> None:
+        if inst[0] >= n:
+            fail(path, line, f"{what} {list(inst)} names replica {inst[0]} of {n}")
+
+    def vector_ok(vector, what: str) -> None:
+        if len(vector) != n:
+            fail(path, line, f"{what} has {len(vector)} entries for {n} replicas")
+
+    state = event.state
+    if state is not None:
+        inst_ok(state.inst, "state.inst")
+        vector_ok(state.deps, "state.deps")
+        for b in (state.ballot, state.vballot):
+            if b[1] >= n or b[1] < 0:
+                fail(path, line, f"state ballot {list(b)} names no replica of {n}")
+    messages = ([event.message] if event.message is not None else []) + \
+        [item["message"] for item in event.sent if isinstance(item, dict)]
+    for message in messages:
+        if "inst" in message:
+            inst_ok(message["inst"], f"{message['type']}.inst")
+        for name in ("deps", "executed", "committed"):
+            if name in message:
+                vector_ok(message[name], f"{message['type']}.{name}")
+        for name in ("ballot", "vballot"):
+            if name in message and not 0 <= message[name][1] < n:
+                fail(path, line, f"{message['type']}.{name} {message[name]} names no replica")
+
+
+def plan_steps(trace: Trace) -> list[PlannedEvent]:
+    """One planned step per event (docs/conformance.md, "EPaxos"):
+
+    * a handler that logged the instance before its quorum took effect
+      (PROGRESS_ACTIONS) is checked, before the step, with its own state; after the
+      step with the next line's state when that is the Commit of the instance (the
+      Commit line is then a stutter with the same state), else with the state the
+      step's sent Accept or PreAccept of the instance shows (recovery Phase 1, or Phase
+      2), else (nothing sent) with its own state (a reply short of a quorum); a runtime
+      trace (sends without their messages) is checked by the next lines;
+    * Restart cuts the replica's execution back to the frontier its line logs
+      (TraceEPaxos.tla, RestartTo);
+    * everything else is the spec action of the same name, or a stutter."""
+    events = trace.events
+    plans: list[PlannedEvent] = []
+    for index, event in enumerate(events):
+        _check_extent(trace, event)
+        plan = PlannedEvent(event, event.action, state=event.state)
+        if event.action in STUTTER_ACTIONS:
+            plan.spec_action = "Skip"
+            plan.check = event.state is not None
+        elif event.action == "Restart":
+            raw = event.raw.get("state")
+            if isinstance(raw, dict) and "executed" in raw:
+                check_value(trace.path, event.line, "state.executed", "vector", raw["executed"])
+                if len(raw["executed"]) != trace.replicas:
+                    fail(trace.path, event.line, "state.executed needs one entry per replica")
+                plan.frontier = tuple(raw["executed"])
+            plan.check = False
+        elif event.state is None:
+            fail(trace.path, event.line, f"{event.action} needs the instance's state")
+        if event.action == "Execute":
+            order = event.raw.get("order")
+            if not is_nat(order):
+                fail(trace.path, event.line, f"Execute needs its order (a natural number), "
+                                             f"got {order!r}"[:200])
+        if event.action in ("Commit", "HandleCommit", "Execute", "Propose") \
+                and "keys" in event.raw:
+            _footprint(trace.path, event.line, event.raw["keys"])
+        if event.action == "Commit" and event.raw.get("path") not in COMMIT_PATHS:
+            fail(trace.path, event.line, f"Commit needs a path in {sorted(COMMIT_PATHS)}")
+        if event.action in PROGRESS_ACTIONS and event.state is not None:
+            state = event.state
+            following = events[index + 1] if index + 1 < len(events) else None
+            plan.pre = state
+            if following is not None and following.action == "Commit" \
+                    and following.replica == event.replica and following.state is not None \
+                    and following.state.inst == state.inst \
+                    and following.raw.get("step") == event.raw.get("step"):
+                plan.state = following.state
+            elif _sent(event, "Accept", state.inst) is not None:
+                message = _sent(event, "Accept", state.inst)
+                plan.state = State(state.inst, "accepted", tuple(message["ballot"]),
+                                   tuple(message["ballot"]), message["batch"], message["seq"],
+                                   tuple(message["deps"]), False)
+            elif _sent(event, "PreAccept", state.inst) is not None:
+                message = _sent(event, "PreAccept", state.inst)
+                plan.state = State(state.inst, "preaccepted", tuple(message["ballot"]),
+                                   tuple(message["ballot"]), message["batch"], message["seq"],
+                                   tuple(message["deps"]), False)
+            elif event.raw.get("source") is not None and "received" in event.raw \
+                    and isinstance(event.raw.get("received"), list):
+                plan.check = False  # a runtime trace: the sends carry no messages
+        plans.append(plan)
+    _mark_unknown_batches(trace, plans)
+    return plans
+
+
+def footprints_of(trace: Trace) -> dict[str, Footprint]:
+    """Each batch id's footprint, from the events that log one (the first wins; every
+    event logs the same batch alike)."""
+    found: dict[str, Footprint] = {}
+    for event in trace.events:
+        if "keys" not in event.raw or event.state is None:
+            continue
+        batch = event.state.batch
+        if batch is not None and batch != NOOP and batch not in found:
+            found[batch] = _footprint(trace.path, event.line, event.raw["keys"])
+    return found
+
+
+NOOP = "noop"
+
+
+def _batches_in(event: Event) -> set[str]:
+    batches: set[str] = set()
+    if event.state is not None and event.state.batch is not None:
+        batches.add(event.state.batch)
+    messages = ([event.message] if event.message is not None else []) + \
+        [item["message"] for item in event.sent if isinstance(item, dict)]
+    for message in messages:
+        if message.get("batch") is not None:
+            batches.add(message["batch"])
+    batches.discard(NOOP)
+    return batches
+
+
+def _mark_unknown_batches(trace: Trace, plans: list[PlannedEvent]) -> None:
+    """A batch whose keys no line logs cannot take part in the spec's seq and deps: the
+    first line that holds it is where the replay must stop, with that reason."""
+    known = footprints_of(trace)
+    for plan in plans:
+        unknown = sorted(_batches_in(plan.event) - set(known))
+        if unknown:
+            plan.unreachable = (f"batch {unknown[0]} appears here but no line of the trace "
+                                f"logs its keys, so its interference is unknown")
+            return
+
+
+def _tla_ballot(b) -> str:
+    return f"<<{b[0]}, {b[1] + 1}>>"
+
+
+def _tla_cmd(batch: str | None) -> str:
+    return "TraceNoOp" if batch is None or batch == NOOP else tla_string(batch)
+
+
+def _tla_vector(vector) -> str:
+    return "<<" + ", ".join(str(x) for x in vector) + ">>"
+
+
+def _tla_inst(inst) -> str:
+    return f"<<{inst[0] + 1}, {inst[1]}>>"
+
+
+def _tla_state(state: State) -> str:
+    return ("[inst |-> %s, status |-> %s, bal |-> %s, vbal |-> %s, cmd |-> %s, seq |-> %d, "
+            "deps |-> %s, unch |-> %s]" % (
+                _tla_inst(state.inst), tla_string(state.status), _tla_ballot(state.ballot),
+                _tla_ballot(state.vballot), _tla_cmd(state.batch), state.seq,
+                _tla_vector(state.deps), "TRUE" if state.unchanged else "FALSE"))
+
+
+def message_record(message: dict, source: int, receiver: int) -> str | None:
+    """A logged message as the fields of the spec's record (Describes in TraceEPaxos.tla)."""
+    kind = message["type"]
+    fields = [("type", tla_string(kind))]
+    if "ballot" in message:
+        fields.append(("ballot", _tla_ballot(message["ballot"])))
+    if "inst" in message:
+        fields.append(("inst", _tla_inst(message["inst"])))
+    if kind in ("PreAccept", "Accept", "Commit", "PrepareOK"):
+        fields.append(("cmd", _tla_cmd(message["batch"])))
+    if "seq" in message:
+        fields += [("seq", str(message["seq"])), ("deps", _tla_vector(message["deps"]))]
+    if kind in ("PreAcceptOK", "AcceptOK", "PrepareOK"):
+        fields.append(("from", str(source + 1)))
+    if kind == "PreAcceptOK":
+        fields.append(("unchanged", "TRUE" if message["unchanged"] else "FALSE"))
+    if kind == "PrepareOK":
+        fields += [("status", tla_string(message["status"])),
+                   ("vballot", _tla_ballot(message["vballot"]))]
+        # MAPPED (TraceEPaxos.tla, Holds): the flag of a committed instance is the core's
+        # last one, the spec's FALSE; a report of a committed instance is matched without it.
+        if message["status"] != "committed":
+            fields.append(("unchanged", "TRUE" if message["unchanged"] else "FALSE"))
+    if kind == "Nack":
+        fields.append(("to", str(receiver + 1)))
+    if kind == "Status":
+        return None
+    return "[" + ", ".join(f"{name} |-> {value}" for name, value in fields) + "]"
+
+
+_DUMMY_STATE = "[inst |-> <<1, 1>>]"
+
+
+def event_record(plan: PlannedEvent) -> str:
+    event = plan.event
+    action = ("Unreachable" if plan.unreachable is not None
+              else "Skip" if plan.spec_action == "Skip" else plan.spec_action)
+    check = plan.check and plan.state is not None and plan.unreachable is None
+    fields = [("k", tla_string(action)), ("r", str(event.replica + 1)),
+              ("check", "TRUE" if check else "FALSE"),
+              ("st", _tla_state(plan.state) if plan.state is not None else _DUMMY_STATE),
+              ("hasPre", "TRUE" if plan.pre is not None and plan.unreachable is None else "FALSE"),
+              ("pre", _tla_state(plan.pre) if plan.pre is not None else _DUMMY_STATE)]
+    message = None
+    if event.message is not None and event.source is not None:
+        message = message_record(event.message, event.source, event.replica)
+    fields.append(("msg", message or '[type |-> "none"]'))
+    inst = plan.state.inst if plan.state is not None else (0, 1)
+    fields.append(("inst", _tla_inst(inst)))
+    fields.append(("val", _tla_cmd(plan.state.batch if plan.state is not None else None)))
+    fields.append(("order", str(event.raw.get("order", 0)) if event.action == "Execute" else "0"))
+    fields.append(("hasFr", "TRUE" if plan.frontier is not None else "FALSE"))
+    fields.append(("fr", _tla_vector(plan.frontier or ())))
+    return "[" + ", ".join(f"{name} |-> {value}" for name, value in fields) + "]"
+
+
+def _groups(values: list[str], footprints: dict[str, Footprint]) -> tuple[list[list[str]], bool]:
+    """KeyGroups for the spec: one group per key, the batches that touch it; a batch that
+    touches several keys (or "*", or none) joins their groups into one (union-find), so
+    that each batch is in exactly one group, as the spec assumes. ``exact``: no joining
+    was needed, so the spec's per-key ExecutionAgrees says what it says of single keys."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    exact = True
+    for value in values:
+        keys = sorted(footprints[value].read | footprints[value].write)
+        if len(keys) != 1 or keys[0] == ALL_KEYS:
+            exact = False
+        anchor = find("value:" + value)
+        for key in keys:
+            parent[find("key:" + key)] = anchor
+    groups: dict[str, list[str]] = {}
+    for value in values:
+        groups.setdefault(find("value:" + value), []).append(value)
+    return [sorted(g) for g in groups.values()], exact
+
+
+def model_of(trace: Trace, plans: list[PlannedEvent]) -> Model:
+    instances, rounds, values = {1}, {0}, set()
+    for plan in plans:
+        if plan.unreachable is not None:
+            break
+        event = plan.event
+        for state in (event.state, plan.state, plan.pre):
+            if state is not None:
+                instances.add(state.inst[1])
+                rounds.update((state.ballot[0], state.vballot[0]))
+                values.add(state.batch)
+        messages = ([event.message] if event.message is not None else []) + \
+            [item["message"] for item in event.sent if isinstance(item, dict)]
+        for message in messages:
+            if "inst" in message:
+                instances.add(message["inst"][1])
+            for name in ("ballot", "vballot"):
+                if name in message:
+                    rounds.add(message[name][0])
+            if message.get("batch") is not None:
+                values.add(message["batch"])
+        for deps in ([plan.state.deps] if plan.state is not None else []):
+            instances.update(deps)
+    values.discard(None)
+    values.discard(NOOP)
+    footprints = footprints_of(trace)
+    ordered = sorted(values)
+    groups, exact = _groups(ordered, footprints)
+    reads = [v for v in ordered if not footprints[v].write]
+    fast = trace.meta.get("fast_quorum")
+    n = trace.replicas
+    if not (is_nat(fast) and 1 <= fast <= n):
+        fast = n - 1 if n > 1 else 1  # the contract's default: 2F
+    invariants = SAFETY_INVARIANTS if exact else tuple(
+        name for name in SAFETY_INVARIANTS if name != "ExecutionAgrees")
+    return Model(n, max(instances), max(rounds), fast, ordered, footprints, groups, reads,
+                 exact, invariants)
+
+
+_CONSTANT_LINE = "CONSTANT TraceLog"
+
+
+def write_module(trace: Trace, plans: list[PlannedEvent], name: str,
+                 template_text: str) -> tuple[str, Model]:
+    model = model_of(trace, plans)
+    records = []
+    for plan in plans:
+        records.append(event_record(plan))
+        if plan.unreachable is not None:
+            break
+    conflicts = []
+    for value in model.values:
+        mine = model.footprints[value]
+        others = [tla_string(v) for v in model.values if interferes(mine, model.footprints[v])]
+        conflicts.append(f"<<{tla_string(value)}, {{{', '.join(others)}}}>>")
+    header, rest = template_text.split("\n", 1)
+    assert "MODULE TraceEPaxos" in header, "the template starts with its MODULE line"
+    start = rest.index(_CONSTANT_LINE)
+    end = rest.index("\n", start)
+    definitions = "\n".join([
+        f"\\* Generated by lowpaxos.conformance from {trace.path}; do not edit.",
+        "TraceKeyGroups == {" + ", ".join(
+            "{" + ", ".join(tla_string(v) for v in group) + "}" for group in model.groups) + "}",
+        "TraceReads == {" + ", ".join(tla_string(v) for v in model.reads) + "}",
+        f"TraceNoOp == {tla_string(NOOP)}",
+        "TraceNoSymmetry == {}",
+        "TraceConflictPairs == <<" + ", ".join(conflicts) + ">>",
+        "TraceConflicts == [v \\in {p[1] : p \\in {TraceConflictPairs[k] : k \\in "
+        "DOMAIN TraceConflictPairs}} |-> (CHOOSE p \\in {TraceConflictPairs[k] : k \\in "
+        "DOMAIN TraceConflictPairs} : p[1] = v)[2]]",
+        "TraceLog == <<",
+        ",\n".join(records),
+        ">>",
+    ])
+    text = (header.replace("MODULE TraceEPaxos", f"MODULE {name}") + "\n"
+            + rest[:start] + definitions + rest[end:])
+    return text, model
+
+
+def symmetry_definitions(spec_text: str) -> list[str]:
+    from lowpaxos.conformance.tlagen import symmetry_definitions as definitions
+
+    return definitions(spec_text)
+
+
+def write_config(model: Model, invariants, init: str = "TraceInit", next_: str = "TraceNext",
+                 symmetries=()) -> str:
+    if isinstance(invariants, str):
+        invariants = [invariants]
+    return "\n".join([
+        "\\* Generated by lowpaxos.conformance; do not edit.",
+        "CONSTANTS",
+        *(f"    {name} <- TraceNoSymmetry" for name in symmetries),
+        "    Replicas = {" + ", ".join(str(r) for r in range(1, model.replicas + 1)) + "}",
+        "    KeyGroups <- TraceKeyGroups",
+        "    Reads <- TraceReads",
+        "    NoOp <- TraceNoOp",
+        "    Proposers = {" + ", ".join(str(r) for r in range(1, model.replicas + 1)) + "}",
+        f"    MaxInstance = {model.max_instance}",
+        f"    MaxRound = {model.max_round}",
+        f"    FastQuorumSize = {model.fast_quorum}",
+        "    Interferes <- TraceInterferes",
+        "    RecoveryBallot <- TraceRecoveryBallot",
+        f"INIT {init}",
+        f"NEXT {next_}",
+        *(f"INVARIANT {name}" for name in invariants or ()),
+        "",
+    ])

@@ -1,0 +1,163 @@
+------------------------------ MODULE TraceEPaxos ------------------------------
+(***************************************************************************)
+(* Trace validation of the EPaxos core against spec/EPaxos.tla, in the    *)
+(* manner of conformance/TraceLowPaxos.tla and TraceVR.tla (Cirstea,      *)
+(* Kuppe, Loillier and Merz 2024): the trace is a constant sequence of    *)
+(* records, l counts the events explained, and each step is the spec's    *)
+(* own action named by event l at the logged replica, with a network      *)
+(* message that the logged message describes, constrained to reach the    *)
+(* logged state of the ONE instance the event touched (the core logs one  *)
+(* instance per event, not the whole replica: the contract of issue 9).   *)
+(*                                                                         *)
+(* lowpaxos.conformance.epaxos_format writes a copy of this module with   *)
+(* the trace as the definition of TraceLog, and a configuration that      *)
+(* overrides three definitions of the spec (MAPPED below, each with its   *)
+(* reason): Interferes (the core's relation on batches, from the keys and *)
+(* clients the trace logs), RecoveryBallot (the ballot the core chose)    *)
+(* and the symmetry set. docs/conformance.md ("EPaxos") lists the mapping.*)
+(***************************************************************************)
+EXTENDS EPaxos, Sequences, TLC
+
+CONSTANT TraceLog   \* the events, one record per line of the trace file
+
+VARIABLE l          \* the next event to explain (1-based)
+
+traceVars == <<vars, l>>
+
+\* The logged message x describes the network message m: every field x has,
+\* m has with the same value (x holds the fields of the spec's record).
+Describes(m, x) ==
+    /\ m.type = x.type
+    /\ \A f \in DOMAIN x : f \in DOMAIN m /\ m[f] = x[f]
+
+\* The core's "executed" is the spec's "committed" plus a place in executed[r].
+SpecStatus(s) == IF s = "executed" THEN "committed" ELSE s
+
+\* Replica r holds instance I as the logged state st says (primed or not).
+Holds(r, st, S, B, VB, C, Q, D, U, X) ==
+    /\ S[r][st.inst] = SpecStatus(st.status)
+    /\ B[r][st.inst] = st.bal
+    /\ VB[r][st.inst] = st.vbal
+    /\ C[r][st.inst] = st.cmd
+    /\ Q[r][st.inst] = st.seq
+    /\ D[r][st.inst] = st.deps
+    \* MAPPED: the core keeps the flag of a committed instance as it was (a
+    \* leader that committed on the fast path: TRUE), the spec resets it to
+    \* FALSE at commit; no action reads it once the instance is committed (the
+    \* recovery's case 1 comes first), so it is compared only before.
+    /\ st.status \in {"committed", "executed"} \/ U[r][st.inst] = st.unch
+    /\ (st.status = "executed") = (st.inst \in Range(X[r]))
+
+Reached(e) == Holds(e.r, e.st, status', ballot', vballot', cmd', seq', deps', unchanged',
+                    executed')
+ReachedBefore(e) == Holds(e.r, e.pre, status, ballot, vballot, cmd, seq, deps, unchanged,
+                          executed)
+
+\* A receive the spec does not act on (a reply short of a quorum or for a phase
+\* already decided, a duplicate, a message for a committed instance, a Nack the
+\* core only notes): the message is in the network and nothing changes. The
+\* state comparison pins that nothing changed at the replica.
+Collect(e) ==
+    /\ \E m \in msgs : Describes(m, e.msg)
+    /\ UNCHANGED vars
+
+Receive(e, A(_, _)) == \E m \in msgs : Describes(m, e.msg) /\ A(e.r, m)
+
+\* MAPPED, a Prepare for an instance the replica has committed: the core
+\* answers with the committed value and leaves its promise as it was (a
+\* committed instance is final); the spec's HandlePrepare promises first. The
+\* answer is a fact about a committed value, so the step adds that PrepareOK
+\* and changes nothing else.
+PrepareCommittedMessage(r, m) ==
+    /\ m \in msgs
+    /\ m.type = "Prepare"
+    /\ Owner(m.ballot) # r
+    /\ status[r][m.inst] = "committed"
+    /\ Send([type |-> "PrepareOK", ballot |-> m.ballot, inst |-> m.inst, from |-> r,
+             status |-> "committed", cmd |-> cmd[r][m.inst], seq |-> seq[r][m.inst],
+             deps |-> deps[r][m.inst], vballot |-> vballot[r][m.inst],
+             unchanged |-> unchanged[r][m.inst]])
+    /\ UNCHANGED <<replicaVars, executed, proposed, committedValues>>
+
+\* MAPPED, the ballot of a recovery: the spec's RecoveryBallot takes the least
+\* round above the promise (a choice that keeps the model small); the core
+\* takes one round above every ballot it has seen for the instance, a Nack's
+\* included. Any ballot of r above its promise is as good for safety, so the
+\* step takes the logged one, and only if it is r's own and above the promise.
+TraceRecoveryBallot(r, inst) ==
+    LET b == TraceLog[l].st.bal
+    IN IF Owner(b) = r /\ BallotLess(ballot[r][inst], b) /\ b[1] >= 1 THEN b
+       ELSE <<MaxRound + 1, r>>  \* no step: StartRecoveryOf needs b[1] <= MaxRound
+
+\* The interference of two batches, from the keys and clients the trace logs
+\* for each (TraceConflicts, written by epaxos_format); NoOp interferes with
+\* nothing.
+TraceInterferes(a, b) == a # NoOp /\ b # NoOp /\ b \in TraceConflicts[a]
+
+\* MAPPED, a restart: every instance's state is persisted before a message
+\* leaves (the spec's Crash changes nothing), but execution is not: the core
+\* saves the KVS rows now and then (SaveRows, with the executed frontier) and
+\* after a restart executes again the committed instances above the saved
+\* frontier. The step cuts r's execution sequence back to the saved frontier
+\* (fr: the frontier vector the Restart line logs), which must be a prefix of
+\* it and cover only what r had executed; the Execute lines that follow then
+\* add the instances again, in an order the spec checks as before. Without a
+\* logged frontier (a runtime trace) any prefix closed under each instance
+\* space's order, chosen by the next lines.
+SpaceClosed(s) == \A k \in DOMAIN s : \A j \in 1..(s[k][2] - 1) : <<s[k][1], j>> \in Range(s)
+RestartTo(r, fr) ==
+    /\ \A R \in Replicas : \A j \in 1..fr[R] : <<R, j>> \in Range(executed[r])
+    /\ executed' = [executed EXCEPT ![r] = SelectSeq(@, LAMBDA I : I[2] <= fr[I[1]])]
+    /\ executed'[r] = SubSeq(executed[r], 1, Len(executed'[r]))
+    /\ UNCHANGED <<replicaVars, msgs, proposed, committedValues>>
+RestartAny(r) ==
+    \E k \in 0..Len(executed[r]) :
+        /\ SpaceClosed(SubSeq(executed[r], 1, k))
+        /\ executed' = [executed EXCEPT ![r] = SubSeq(@, 1, k)]
+        /\ UNCHANGED <<replicaVars, msgs, proposed, committedValues>>
+
+\* Execute at r of the logged instance, at the logged position.
+ExecuteLogged(e) ==
+    /\ Execute(e.r)
+    /\ executed'[e.r] = Append(executed[e.r], e.inst)
+    /\ e.order = Len(executed[e.r])
+
+Take(e) ==
+    CASE e.k = "Propose" -> ProposeCommand(e.r, e.val)
+      [] e.k = "HandlePreAccept" -> Receive(e, HandlePreAcceptMessage) \/ Collect(e)
+      [] e.k = "HandlePreAcceptOK" -> Receive(e, HandlePreAcceptOKMessage) \/ Collect(e)
+      [] e.k = "HandleAccept" -> Receive(e, HandleAcceptMessage) \/ Collect(e)
+      [] e.k = "HandleAcceptOK" -> Receive(e, HandleAcceptOKMessage) \/ Collect(e)
+      [] e.k = "HandleCommit" -> Receive(e, HandleCommitMessage) \/ Collect(e)
+      [] e.k = "HandlePrepare" -> Receive(e, HandlePrepareMessage)
+                                  \/ Receive(e, PrepareCommittedMessage) \/ Collect(e)
+      [] e.k = "HandlePrepareOK" -> Receive(e, HandlePrepareOKMessage) \/ Collect(e)
+      \* MAPPED: the core notes a Nack's round for its next recovery ballot and
+      \* abandons its phase; it does not adopt the ballot as its promise (the
+      \* spec does). Either step, the logged state decides.
+      [] e.k = "HandleNack" -> Receive(e, HandleNackMessage) \/ Collect(e)
+      [] e.k = "StartRecovery" -> StartRecoveryOf(e.r, e.inst)
+      [] e.k = "Execute" -> ExecuteLogged(e)
+      [] e.k = "Restart" -> IF e.hasFr THEN RestartTo(e.r, e.fr) ELSE RestartAny(e.r)
+      \* A line rejected before the replay (its reason is in the report).
+      [] e.k = "Unreachable" -> FALSE
+      \* Commit (the state of the handler's step before it, checked again), the
+      \* simulator's Crash, and the core's events that are no spec step: a retry
+      \* sends again a message already in the network; Status messages,
+      \* re-sent Commits and garbage collection change no spec variable.
+      [] OTHER -> UNCHANGED vars
+
+TraceInit == Init /\ l = 1
+
+TraceNext ==
+    /\ l <= Len(TraceLog)
+    /\ LET e == TraceLog[l] IN
+         /\ e.hasPre => ReachedBefore(e)
+         /\ Take(e)
+         /\ e.check => Reached(e)
+    /\ l' = l + 1
+
+TraceSpec == TraceInit /\ [][TraceNext]_traceVars
+
+TraceIncomplete == l <= Len(TraceLog)
+=============================================================================
