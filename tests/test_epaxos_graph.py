@@ -13,6 +13,7 @@ with FILE:LINE; a 100,000-event trace is checked in seconds.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -38,11 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @st.composite
-def vector_graphs(draw, all_committed: bool = False):
+def vector_graphs(draw, all_committed: bool = False, dense: bool = False):
     """A replica's view of committed instances: N replicas, a few instances each, deps
     vectors with the chain (deps[R] >= i - 1 for (R, i), sometimes above: recovery's
     fresh Phase 1), deps reaching past what is known (uncommitted), an executed frontier
-    per replica, seqs from a small range so that ties happen."""
+    per replica, seqs from a small range so that ties happen. `dense`: deps near the top
+    of each instance space, so that components of several instances are common."""
     replicas = draw(st.integers(2, 4))
     counts = [draw(st.integers(0, 6)) for _ in range(replicas)]
     frontier = [draw(st.integers(0, count)) for count in counts]
@@ -55,6 +57,8 @@ def vector_graphs(draw, all_committed: bool = False):
             for other in range(replicas):
                 if other == r:
                     deps.append(i - 1 + draw(st.sampled_from((0, 0, 0, 0, 1, 2))))
+                elif dense:  # near the top of each instance space: many cycles
+                    deps.append(draw(st.integers(max(0, counts[other] - 2), counts[other])))
                 else:
                     deps.append(draw(st.integers(0, counts[other] + (0 if all_committed else 1))))
             if all_committed:
@@ -178,7 +182,7 @@ def without_chain(start, node, frontier):
 def test_mutated_planner_fails_the_networkx_comparison(mutant):
     """Hypothesis finds a generated graph on which each mutated planner's plan is
     rejected by the same networkx comparison that the real planner passes."""
-    example = find(vector_graphs(), lambda g: plan_errors(*g, planner=mutant) != [],
+    example = find(vector_graphs(dense=True), lambda g: plan_errors(*g, planner=mutant) != [],
                    settings=settings(max_examples=3000, database=None, deadline=None,
                                      derandomize=True))
     assert plan_errors(*example) == []  # the real planner is right on it
@@ -537,20 +541,23 @@ def rounds_trace(rounds: int, keys: int = 10) -> list[dict]:
     return events
 
 
-def test_checker_speed_on_100000_events(tmp_path, capsys):
-    """100,008 events (16,667 instances, components of 3) from a file: the verdict is ok
-    and takes seconds (measured: see docs/epaxos-graph.md)."""
-    events = rounds_trace(5556)
-    path = write_trace(tmp_path, events, "big.ndjson")
+def test_checker_speed(tmp_path, capsys):
+    """A large valid trace (components of 3, 6 events per instance) read from a file and
+    checked: ok, within a bound. 30,006 events here; LOWPAXOS_GRAPH_EVENTS=100008 gives
+    the figure in docs/epaxos-graph.md (it is printed)."""
+    rounds = int(os.environ.get("LOWPAXOS_GRAPH_EVENTS", "30006")) // 18
+    path = write_trace(tmp_path, rounds_trace(rounds), "big.ndjson")
     started = time.monotonic()
     code, out, err = run_cli(path, capsys, "--json")
     seconds = time.monotonic() - started
     verdict = json.loads(out)
     assert code == 0, verdict["explanation"]
-    assert verdict["counts"]["events"] == 100_008
+    assert verdict["counts"]["events"] == 18 * rounds
     assert verdict["counts"]["largest_component"] == 3
-    print(f"100,008 events checked in {seconds:.2f} s")
-    assert seconds < 30
+    with capsys.disabled():
+        print(f"\n{18 * rounds:,} events ({3 * rounds:,} instances) read and checked in "
+              f"{seconds:.2f} s ({verdict['check_seconds']:.2f} s of checks)")
+    assert seconds < 10 * (18 * rounds) / 30_000
 
 
 @st.composite
@@ -586,7 +593,7 @@ def depends(a_inst, a_deps, b_inst) -> bool:
     return a_deps[b_inst[0]] >= b_inst[1] or (a_inst[0] == b_inst[0] and a_inst[1] > b_inst[1])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(committed_sets())
 def test_consistency_and_order_checks_match_brute_force(generated):
     """The per-key suffix-minimum consistency check and the per-key order check find a
