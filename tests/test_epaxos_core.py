@@ -48,6 +48,7 @@ class Cluster:
             self.durable[replica].apply(record)
         for target, message in effects.send:
             assert target != replica, "a core never sends to itself"
+            persisted_first(self.durable[replica], message)
             wire = codec.decode(codec.encode(message))
             assert wire == message, "every message survives the wire"
             self.queue.append((replica, target, wire))
@@ -113,6 +114,35 @@ class Cluster:
         if instance is None or instance.status.value not in ("committed", "executed"):
             return None
         return instance.batch, instance.seq, instance.deps
+
+
+def persisted_first(durable, message) -> None:
+    """What a message says about its sender's state is durable before it leaves (the
+    issue: the reference implementation sent PreAccept replies before persisting them)."""
+    inst = getattr(message, "inst", None)
+    if inst is None:
+        return
+    if inst[1] <= m.INSTANCE_MAX and inst[1] <= (durable.collected + (0,) * 9)[inst[0]]:
+        return  # collected: covered by the saved rows
+    record = durable.entries.get(m.instance_key(inst))
+    kind = type(message)
+    if kind is m.PreAcceptOK:
+        assert record is not None and record.status == "preaccepted" and \
+            record.vballot == message.ballot and (record.seq, record.deps) == \
+            (message.seq, message.deps), f"PreAcceptOK sent before it was persisted: {record}"
+    elif kind is m.AcceptOK:
+        assert record is not None and record.status == "accepted" and \
+            record.vballot == message.ballot, f"AcceptOK sent before it was persisted: {record}"
+    elif kind is m.PrepareOK:
+        assert record is not None and (record.status == "committed"
+                                       or record.ballot >= message.ballot), \
+            f"PrepareOK sent before the promise was persisted: {record}"
+    elif kind is m.Commit:
+        assert record is not None and record.status == "committed", \
+            f"Commit sent before it was persisted: {record}"
+    elif kind in (m.PreAccept, m.Accept, m.Prepare):
+        assert record is not None and record.ballot == message.ballot, \
+            f"{kind.__name__} sent before its own promise was persisted: {record}"
 
 
 def put(key: str, value: bytes, client: int = 1, request: int = 1) -> Command:
@@ -267,6 +297,89 @@ def test_nobody_holds_the_batch_recovery_commits_nop():
     assert _committed_values(cluster, (0, 3)) == {((), 0, (2, 0, 0))}
 
 
+def test_recovery_takes_the_accepted_value_of_the_highest_vballot():
+    """TR §4.5 case 2 with separate ballots (Sutra 2019; EPaxos*): at N = 5 the leader's
+    slow-path value V0 is accepted at ballot 0 by {0, 1} only; a first recoverer (2)
+    finds the fast-path witnesses and commits V1, the leader's initial attributes, at
+    (1, 2) with {0, 2, 3}; its Commits are lost and it crashes. A second recoverer (4)
+    hears {1, 3}:
+    V0 accepted at (0, 0), V1 at (1, 2). Only the highest vballot (V1) is safe."""
+    from lowpaxos.core.api import Effects
+    cluster = Cluster(5)
+    cluster.request(1, "put", "x", b"b", client=2)
+    cluster.tick(1)
+    cluster.take(m.PreAccept, source=1)  # (1, 1) stays at replica 1 only
+    command = cluster.request(0, "put", "x", b"a", client=1)
+    cluster.tick(0)
+    cluster.take(m.Status)
+    assert sorted(t for _, t, _ in cluster.queue) == [1, 2, 4], "thrifty: the 3 closest"
+    cluster.deliver_matching(m.PreAccept)
+    cluster.deliver_matching(m.PreAcceptOK)  # replica 1's reply changed: the slow path
+    accepts = cluster.take(m.Accept, source=0)
+    cluster.deliver([a for a in accepts if a[1] == 1])
+    cluster.take(m.AcceptOK)
+    v0 = cluster.durable[1].entries[m.instance_key((0, 1))]
+    assert v0.status == "accepted" and v0.deps[1] == 1
+    effects = Effects()
+    cluster.cores[2].start_recovery((0, 1), effects)
+    cluster.carry_out(2, effects)
+    cluster.deliver_matching(m.Prepare, source=2, target=3)
+    cluster.deliver_matching(m.Prepare, source=2, target=4)
+    cluster.take(m.Prepare, source=2)
+    cluster.deliver_matching(m.PrepareOK, target=2)
+    accepts = cluster.take(m.Accept, source=2)
+    cluster.deliver([a for a in accepts if a[1] in (0, 3)])
+    cluster.deliver_matching(m.AcceptOK, target=2)
+    v1 = cluster.committed(2, (0, 1))
+    assert v1 == ((command,), 1, (0, 0, 0, 0, 0)), "case 3: the leader's initial value"
+    cluster.queue.clear()  # the Commits are lost, and replica 2 crashes
+    cluster.crash(2)
+    effects = Effects()
+    cluster.cores[4].start_recovery((0, 1), effects)
+    cluster.carry_out(4, effects)
+    for target in (1, 3):
+        cluster.deliver_matching(m.Prepare, source=4, target=target)
+    cluster.take(m.Prepare, source=4)
+    cluster.deliver_matching(m.PrepareOK, target=4)
+    cluster.settle()
+    cluster.restart(2)
+    assert _committed_values(cluster, (0, 1)) == {v1}
+    assert cluster.committed(4, (0, 1)) == v1
+
+
+def test_fast_quorum_one_too_small_is_unsafe_at_five():
+    """Why the fast quorum is 2F (SOSP §4.3's simple size), the negative check: at N = 5
+    with the optimized size F + floor((F + 1) / 2) = 3 (config fast_quorum=3, documented
+    unsafe), the leader commits on the fast path with replicas {0, 1, 4}; a recoverer
+    hearing {2, 3, 4} sees one witness, fewer than F, cannot tell that the fast path
+    happened, and commits other deps (explicit prepare alone needs TryPreAccept or
+    EPaxos*'s validation with that size). With the default 2F this cannot happen: the
+    fast path needs 2F - 1 witnesses, and any F + 1 replicas hold F of them."""
+    from lowpaxos.core.api import Effects
+    cluster = Cluster(5, fast_quorum=3)
+    cluster.request(2, "put", "x", b"b", client=2)
+    cluster.tick(2)
+    cluster.take(m.PreAccept, source=2)  # (2, 1) interferes and stays at replica 2
+    command = cluster.request(0, "put", "x", b"a", client=1)
+    cluster.tick(0)
+    cluster.take(m.Status)
+    cluster.deliver_matching(m.PreAccept)
+    cluster.deliver_matching(m.PreAcceptOK)
+    assert cluster.committed(0, (0, 1)) == ((command,), 1, (0,) * 5), "fast path"
+    cluster.queue.clear()  # the Commits are lost and the leader crashes
+    cluster.crash(0)
+    effects = Effects()
+    cluster.cores[2].start_recovery((0, 1), effects)
+    cluster.carry_out(2, effects)
+    for target in (3, 4):
+        cluster.deliver_matching(m.Prepare, source=2, target=target)
+    cluster.take(m.Prepare)
+    cluster.settle()
+    cluster.restart(0)
+    values = _committed_values(cluster, (0, 1))
+    assert len(values) == 2, "two values committed for one instance: the unsafe size"
+
+
 @pytest.mark.parametrize("seed", range(60))
 def test_concurrent_recoveries_of_one_instance_commit_one_value(seed):
     """TR §4.5 with separate ballots (Sutra 2019): the leader of (0, 1) crashes with its
@@ -376,10 +489,12 @@ def test_bad_input_is_dropped_and_counted():
     core.on_message(2, m.Prepare(m.Ballot(2, 2), (0, 1)))
     effects = core.on_message(0, good)
     assert effects.send == [(0, m.Nack((0, 1), m.Ballot(2, 2)))]
+    effects = core.on_message(0, m.Accept(B0, (0, 1), batch, 1, (0, 0, 0)))
+    assert effects.send == [(0, m.Nack((0, 1), m.Ballot(2, 2)))]
     assert core.drop_counts() == {
         "non_member": 1, "unknown_type": 1, "bad_batch": 1, "bad_deps": 3,
         "ballot_not_sender": 1, "bad_instance": 1, "stale_reply": 1, "bad_status": 1,
-        "bad_prepare_ok": 1, "stale_ballot": 1}
+        "bad_prepare_ok": 1, "stale_ballot": 2}
     assert core.instances[(0, 1)].status.value == "none", "nothing bad was taken in"
 
 
