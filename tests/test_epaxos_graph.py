@@ -581,7 +581,8 @@ def committed_sets(draw):
 
 
 def interfere(a, b) -> bool:
-    """Brute force over the keys (with "*" = every key), SOSP 2013 §4.1."""
+    """Brute force over the keys (with "*" = every key), as the contract of issue 9 defines
+    interference."""
     def touches(first, second):
         return bool(first and second and ("*" in first or "*" in second or first & second))
     ar, aw = set(a["read"]), set(a["write"])

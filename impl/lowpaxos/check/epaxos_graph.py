@@ -12,19 +12,20 @@ committed at replica r from the first event of r whose state says "committed" or
 carry ``order`` (the replica's execution position) and the batch's ``keys``
 (``{"read": [...], "write": [...]}``, ``"*"`` = every key), so interference is decided
 from the trace alone: two batches interfere iff one writes a key the other reads or
-writes (SOSP 2013 §4.1; NOP, the empty batch, interferes with nothing).
+writes (the contract of issue 9, after SOSP 2013's definition of interference; NOP,
+the empty batch, interferes with nothing).
 
 The checks (each violation names the trace line, or the event number for events in
 memory):
 
 1. agreement: every replica that committed an instance holds the same (batch, seq,
-   deps) (SOSP 2013 §4.5 / TR §4.6, "Stability"); stability: no later event of that
+   deps) (the paper's "Stability" guarantee, SOSP 2013); stability: no later event of that
    replica shows other values or a lower status (an executed instance may be garbage
    collected, status "none").  Also each instance (R, i) depends on (R, i - 1): the
    chain that makes the executed set a frontier vector (the contract's deps[R] >= i-1).
 2. consistency: of two committed interfering instances, one depends on the other with
-   deps as vectors (``deps[R] >= j`` means "depends on (R, j)"; SOSP §4.5
-   "Consistency"). Checked per key without enumerating pairs: per replica R the
+   deps as vectors (``deps[R] >= j`` means "depends on (R, j)"; the paper's
+   "Consistency" guarantee). Checked per key without enumerating pairs: per replica R the
    instances on a key sorted by number, with suffix minima of their deps, answer "does
    every (R, j) with j > a.deps[R] depend on a?" by one binary search.
 3. execution: the dependency graph of the committed values (networkx DiGraph; the
@@ -316,7 +317,7 @@ def gather(events: list[dict], lines: list[int], replicas: int, verdict: Verdict
 
 def _check_stable(facts: Facts, own: Replica, replica: int, inst: Inst, status: str,
                   value: Value, line: int, verdict: Verdict) -> None:
-    """A replica that committed an instance never shows it otherwise (SOSP §4.5
+    """A replica that committed an instance never shows it otherwise (the paper's
     "Stability"), except that an executed instance may be dropped by GC (status none)."""
     if status in COMMITTED:
         held = facts.value[inst]
@@ -375,7 +376,7 @@ def interference_groups(keys: dict[Inst, Keys]) -> dict[str, tuple[list[Inst], l
 
 
 def check_consistency(facts: Facts, groups: dict, verdict: Verdict) -> None:
-    """SOSP 2013 §4.5 "Consistency": two committed interfering instances, one depends on
+    """SOSP 2013's "Consistency" guarantee: two committed interfering instances, one depends on
     the other. Every writer a against every other member b (b of another replica: two
     instances of one replica are ordered by the chain): covered if a.deps[b.R] >= b.i;
     else b must have b.deps[a.R] >= a.i, for every b of replica R above a.deps[R], which
