@@ -79,6 +79,9 @@ PrepareCommittedMessage(r, m) ==
              unchanged |-> unchanged[r][m.inst]])
     /\ UNCHANGED <<replicaVars, executed, proposed, committedValues>>
 
+HandlePrepareOrCommitted(r, m) ==
+    HandlePrepareMessage(r, m) \/ PrepareCommittedMessage(r, m)
+
 \* MAPPED, the ballot of a recovery: the spec's RecoveryBallot takes the least
 \* round above the promise (a choice that keeps the model small); the core
 \* takes one round above every ballot it has seen for the instance, a Nack's
@@ -122,23 +125,30 @@ ExecuteLogged(e) ==
     /\ executed'[e.r] = Append(executed[e.r], e.inst)
     /\ e.order = Len(executed[e.r])
 
+\* A receive: the spec's handler ("act"), a collect step ("collect"), or
+\* either (a runtime trace, whose sends do not say which); the plan decides
+\* from the logged states and sends (epaxos_format.plan_steps).
+Handle(e, A(_, _)) ==
+    CASE e.mode = "act" -> Receive(e, A)
+      [] e.mode = "collect" -> Collect(e)
+      [] OTHER -> Receive(e, A) \/ Collect(e)
+
 Take(e) ==
     CASE e.k = "Propose" -> ProposeCommand(e.r, e.val)
-      [] e.k = "HandlePreAccept" -> Receive(e, HandlePreAcceptMessage) \/ Collect(e)
-      [] e.k = "HandlePreAcceptOK" -> Receive(e, HandlePreAcceptOKMessage) \/ Collect(e)
-      [] e.k = "HandleAccept" -> Receive(e, HandleAcceptMessage) \/ Collect(e)
-      [] e.k = "HandleAcceptOK" -> Receive(e, HandleAcceptOKMessage) \/ Collect(e)
-      [] e.k = "HandleCommit" -> Receive(e, HandleCommitMessage) \/ Collect(e)
-      [] e.k = "HandlePrepare" -> Receive(e, HandlePrepareMessage)
-                                  \/ Receive(e, PrepareCommittedMessage) \/ Collect(e)
-      [] e.k = "HandlePrepareOK" -> Receive(e, HandlePrepareOKMessage) \/ Collect(e)
+      [] e.k = "HandlePreAccept" -> Handle(e, HandlePreAcceptMessage)
+      [] e.k = "HandlePreAcceptOK" -> Handle(e, HandlePreAcceptOKMessage)
+      [] e.k = "HandleAccept" -> Handle(e, HandleAcceptMessage)
+      [] e.k = "HandleAcceptOK" -> Handle(e, HandleAcceptOKMessage)
+      [] e.k = "HandleCommit" -> Handle(e, HandleCommitMessage)
+      [] e.k = "HandlePrepare" -> Handle(e, HandlePrepareOrCommitted)
+      [] e.k = "HandlePrepareOK" -> Handle(e, HandlePrepareOKMessage)
       \* MAPPED: the core notes a Nack's round for its next recovery ballot and
       \* abandons its phase; it does not adopt the ballot as its promise (the
-      \* spec does). Either step, the logged state decides.
-      [] e.k = "HandleNack" -> Receive(e, HandleNackMessage) \/ Collect(e)
+      \* spec does), so its HandleNack lines are collect steps.
+      [] e.k = "HandleNack" -> Handle(e, HandleNackMessage)
       [] e.k = "StartRecovery" -> StartRecoveryOf(e.r, e.inst)
       [] e.k = "Execute" -> ExecuteLogged(e)
-      [] e.k = "Restart" -> IF e.hasFr THEN RestartTo(e.r, e.fr) ELSE RestartAny(e.r)
+      [] e.k = "Crash" -> IF e.hasFr THEN RestartTo(e.r, e.fr) ELSE RestartAny(e.r)
       \* A line rejected before the replay (its reason is in the report).
       [] e.k = "Unreachable" -> FALSE
       \* Commit (the state of the handler's step before it, checked again), the

@@ -1,16 +1,16 @@
-"""``lowpaxos conformance``: check implementation traces against spec/LowPaxos.tla or
-spec/VR.tla (the trace's meta line names the protocol).
+"""``lowpaxos conformance``: check implementation traces against spec/LowPaxos.tla,
+spec/VR.tla or spec/EPaxos.tla (the trace's meta line names the protocol).
 
     lowpaxos conformance check TRACE.ndjson [...]   exit 0 conforms, 1 does not, 2 bad input
-                                                    (the spec is the trace's: LowPaxos.tla or VR.tla)
+                                                    (the spec is the trace's meta protocol's)
     lowpaxos conformance run [--quick]              what `make conformance` runs
 
 ``run`` regenerates simulator traces with faults, checks them and the corpus in
 traces/, checks that every trace in traces/bad/ is rejected at the line its
 sidecar ``.txt`` names (``reject-at-line: N``), checks one trace of a real
 3-process cluster, then prints the action coverage and the events checked per
-second. It fails if any check fails or an action of LowPaxos.tla or VR.tla never
-appears (each protocol's coverage over its own traces).
+second. It fails if any check fails or an action of LowPaxos.tla, VR.tla or EPaxos.tla
+never appears (each protocol's coverage over its own traces).
 """
 
 from __future__ import annotations
@@ -124,8 +124,10 @@ def run_command(args: argparse.Namespace) -> int:
     started = time.monotonic()
     failures: list[str] = []
     # protocol -> counts (each protocol's coverage is of its own spec)
-    spec_actions: dict[str, Counter] = {"lowpaxos": Counter(), "vr": Counter()}
-    trace_actions: dict[str, Counter] = {"lowpaxos": Counter(), "vr": Counter()}
+    spec_actions: dict[str, Counter] = {"lowpaxos": Counter(), "vr": Counter(),
+                                        "epaxos": Counter()}
+    trace_actions: dict[str, Counter] = {"lowpaxos": Counter(), "vr": Counter(),
+                                         "epaxos": Counter()}
     events = 0
     tlc_seconds = 0.0
 
@@ -146,8 +148,8 @@ def run_command(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="lowpaxos-conformance-run-") as tmp:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        runs = (corpus.QUICK_RUNS + corpus.VR_QUICK_RUNS if args.quick
-                else corpus.FAULTY_RUNS + corpus.VR_RUNS)
+        runs = (corpus.QUICK_RUNS + corpus.VR_QUICK_RUNS + corpus.EPAXOS_QUICK_RUNS if args.quick
+                else corpus.FAULTY_RUNS + corpus.VR_RUNS + corpus.EPAXOS_RUNS)
         print(f"simulator runs with faults ({len(runs)}):", flush=True)
         for run in runs:
             path = out / f"{run.name()}.ndjson"
@@ -197,14 +199,23 @@ def run_command(args: argparse.Namespace) -> int:
             except (RuntimeError, OSError) as error:
                 failures.append(f"VR cluster trace: {error}")
                 print(f"  VR cluster trace: FAILED: {error}", flush=True)
+            print("a real 3-process EPaxos cluster on 127.0.0.1:", flush=True)
+            path = out / "epaxos-cluster.ndjson"
+            try:
+                corpus.runtime_trace(path, protocol="epaxos", restart=False)
+                good(path, "epaxos-cluster.ndjson")
+            except (RuntimeError, OSError) as error:
+                failures.append(f"EPaxos cluster trace: {error}")
+                print(f"  EPaxos cluster trace: FAILED: {error}", flush=True)
 
     from lowpaxos.conformance.protocols import trace_protocol
 
     for name in sorted(spec_actions):
         module = trace_protocol(name).spec_module
-        print(coverage_table(spec_actions[name], trace_actions[name], args.spec_dir, module),
-              flush=True)
-        required = [a for a in spec_actions_of(args.spec_dir, module) if a not in NOT_IN_TRACES]
+        print(coverage_table(spec_actions[name], trace_actions[name], args.spec_dir, module,
+                             name), flush=True)
+        not_expected = {**NOT_IN_TRACES, **getattr(trace_protocol(name).mapping, "NOT_IN_TRACES", {})}
+        required = [a for a in spec_actions_of(args.spec_dir, module) if a not in not_expected]
         missing = [a for a in required if spec_actions[name][a] == 0]
         if missing:
             failures.append(f"{module}.tla actions never exercised: " + ", ".join(missing))
@@ -220,12 +231,17 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def coverage_table(spec_actions: Counter, trace_actions: Counter, spec_dir: Path,
-                   module: str = "LowPaxos") -> str:
+                   module: str = "LowPaxos", protocol: str | None = None) -> str:
+    from lowpaxos.conformance.protocols import trace_protocol
+
     names = spec_actions_of(spec_dir, module)
+    entry = trace_protocol(protocol) if protocol is not None else None
+    not_expected = {**NOT_IN_TRACES,
+                    **(getattr(entry.mapping, "NOT_IN_TRACES", {}) if entry else {})}
     lines = [f"action coverage of {module}.tla (spec actions taken across the checked traces):",
              f"  {'action':<24}{'steps':>8}"]
     for name in names:
-        note = f"  (not expected: {NOT_IN_TRACES[name]})" if name in NOT_IN_TRACES else ""
+        note = f"  (not expected: {not_expected[name]})" if name in not_expected else ""
         lines.append(f"  {name:<24}{spec_actions[name]:>8}{note}")
     extra = sorted(set(trace_actions) - set(names))
     if extra:

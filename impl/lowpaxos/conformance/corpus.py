@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -51,8 +52,13 @@ class SimRun:
     crash: tuple[int, int, int] | None = None
     protocol: str = "lowpaxos"
     disk: str = "sync"  # VR: "sync" or "none" (diskless replicas recover by §4.3)
+    replicas: int = 3
+    keys: int = 10  # the keys the clients share (few keys: EPaxos instances interfere often)
 
     def name(self) -> str:
+        if self.protocol == "epaxos":
+            return (f"epaxos-sim-seed{self.seed}-ops{self.ops}-n{self.replicas}"
+                    + ("-isolated" if self.isolate else "") + ("-crashed" if self.crash else ""))
         if self.protocol != "lowpaxos":
             return (f"{self.protocol}-sim-seed{self.seed}-ops{self.ops}-disk-{self.disk}"
                     + ("-isolated" if self.isolate else "") + ("-crashed" if self.crash else ""))
@@ -106,6 +112,17 @@ VR_RUNS = (
 # assumption (at most f replicas down at once), which VR.tla's Crash enforces.
 VR_QUICK_RUNS = (VR_RUNS[2],)
 
+# EPaxos runs (spec/EPaxos.tla): few shared keys, so that instances interfere and take the
+# slow path; a command leader cut off or crashed mid-protocol, so that others recover its
+# instances (explicit prepare); a restart from the durable state.
+EPAXOS_RUNS = (
+    SimRun(seed=21, protocol="epaxos", ops=40, keys=2, crashes=0, partitions=0),
+    SimRun(seed=22, protocol="epaxos", ops=40, keys=2, crashes=0, partitions=0,
+           crash=(0, 40, 150), safety_ticks=500),
+    SimRun(seed=23, protocol="epaxos", ops=40, keys=3, crashes=1, partitions=1),
+)
+EPAXOS_QUICK_RUNS = (EPAXOS_RUNS[0],)
+
 
 def sim_trace(run: SimRun, path: Path) -> dict:
     """Run the simulator with ``run``'s faults and write its trace to ``path``."""
@@ -118,17 +135,18 @@ def sim_trace(run: SimRun, path: Path) -> dict:
 
     spec = PROTOCOLS[run.protocol]
     if run.protocol == "vr":
-        config = spec.make_config(3, disk=run.disk, **VR_TRACE_OPTIONS)
+        config = spec.make_config(run.replicas, disk=run.disk, **VR_TRACE_OPTIONS)
     else:
-        config = spec.make_config(3, **TRACE_PROTOCOL_OPTIONS[run.protocol])
+        config = spec.make_config(run.replicas, **TRACE_PROTOCOL_OPTIONS.get(run.protocol, {}))
     tick_us = 1_000
     safety_us = run.safety_ticks * tick_us
-    plan = FaultPlan.random(random.Random(f"faults:{run.seed}"), replicas=3, window_us=safety_us,
+    plan = FaultPlan.random(random.Random(f"faults:{run.seed}"), replicas=run.replicas,
+                            window_us=safety_us,
                             tick_us=tick_us, crashes=run.crashes, partitions=run.partitions,
                             loss=run.loss, dup=run.dup, reorder=run.reorder)
     if run.isolate is not None:
         replica, start, ticks = run.isolate
-        others = tuple(r for r in range(3) if r != replica)
+        others = tuple(r for r in range(run.replicas) if r != replica)
         cut = Partition(start * tick_us, ((replica,), others), ticks * tick_us)
         plan = dataclasses.replace(plan, partitions=tuple(sorted(
             plan.partitions + (cut,), key=lambda p: (p.time_us, p.groups))))
@@ -144,12 +162,50 @@ def sim_trace(run: SimRun, path: Path) -> dict:
             meta = json.dumps({"meta": {**json.loads(meta)["meta"], "disk": run.disk}},
                               sort_keys=True) + "\n"
         file.write(meta)
-        options = SimOptions(replicas=3, clients=run.clients, ops=run.ops, seed=run.seed,
+        options = SimOptions(replicas=run.replicas, clients=run.clients, ops=run.ops,
+                             seed=run.seed, keys=run.keys,
                              tick_us=tick_us, client_timeout_us=50 * tick_us,
                              client_backoff_us=2 * tick_us, trace_events=ndjson_writer(file))
         limits = RunLimits(safety_us=safety_us, liveness_us_max=20_000 * tick_us,
                            settle_us_max=2_000 * tick_us, wall_s_max=120.0)
+        if run.protocol == "epaxos":
+            with epaxos_batch_footprints():
+                return run_sim(spec, config, options, plan, limits, protocol=run.protocol)
         return run_sim(spec, config, options, plan, limits, protocol=run.protocol)
+
+
+@contextlib.contextmanager
+def epaxos_batch_footprints():
+    """While a traced EPaxos run lasts: every batch's footprint on its Propose line, with
+    the clients of the batch (the core's conflict tables make one client's instances
+    interfere: core.Conflicts), which spec/EPaxos.tla needs to compute seq and deps.
+
+    A bridge until the core logs them itself (reported to the lead): the core's
+    ``batch_keys`` names keys only, and only Commit, HandleCommit and Execute lines
+    carry it. Nothing the core decides changes; where the core already logs a field,
+    it is kept as logged."""
+    from lowpaxos.protocols.epaxos import core as epaxos_core
+
+    original_keys = epaxos_core.batch_keys
+    original_trace = epaxos_core.EPaxosReplica._trace
+
+    def batch_keys(batch):
+        keys = original_keys(batch)
+        keys.setdefault("clients", sorted({command.client_id for command in batch}))
+        return keys
+
+    def trace(self, effects, action, source, message, inst, **extra):
+        if action == "Propose" and "keys" not in extra and inst in self.instances:
+            extra["keys"] = batch_keys(self.instances[inst].batch)
+        return original_trace(self, effects, action, source, message, inst, **extra)
+
+    epaxos_core.batch_keys = batch_keys
+    epaxos_core.EPaxosReplica._trace = trace
+    try:
+        yield
+    finally:
+        epaxos_core.batch_keys = original_keys
+        epaxos_core.EPaxosReplica._trace = original_trace
 
 
 def mutant_trace(patch: Path, run: SimRun, path: Path, timeout_s: float = 300.0) -> tuple[bool, str]:
@@ -198,6 +254,12 @@ def runtime_trace(path: Path, writes: int = 20, timeout_s: float = 60.0,
         if protocol == "vr":  # checkpoints off (VR_TRACE_OPTIONS), the runtime's sync disks
             cluster = LocalCluster(directory, 3, trace=True, lifetime_s=timeout_s + 30,
                                    protocol_name="vr", protocol=dict(VR_TRACE_OPTIONS))
+        elif protocol == "epaxos":  # the simulator's trace settings (TRACE_PROTOCOL_OPTIONS)
+            from lowpaxos.sim.cli import TRACE_PROTOCOL_OPTIONS
+
+            cluster = LocalCluster(directory, 3, trace=True, lifetime_s=timeout_s + 30,
+                                   protocol_name="epaxos",
+                                   protocol=dict(TRACE_PROTOCOL_OPTIONS.get("epaxos", {})))
         else:
             cluster = LocalCluster(directory, 3, trace=True, lifetime_s=timeout_s + 30)
         try:
@@ -217,7 +279,8 @@ def runtime_trace(path: Path, writes: int = 20, timeout_s: float = 60.0,
         files = sorted((directory / "trace").glob("replica-*.ndjson"))
         if len(files) != 3:
             raise RuntimeError(f"expected 3 trace files, found {len(files)} in {directory}")
-        meta = {"protocol": "vr", "disk": "sync"} if protocol == "vr" else None
+        meta = ({"protocol": "vr", "disk": "sync"} if protocol == "vr"
+                else {"protocol": protocol} if protocol != "lowpaxos" else None)
         return load_runtime_traces(files, path, meta)
 
 

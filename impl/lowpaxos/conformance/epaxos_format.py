@@ -189,6 +189,18 @@ class PlannedEvent:
     pre: State | None = None  # the state to compare before the step
     unreachable: str | None = None
     frontier: tuple[int, ...] | None = None  # Restart: the saved executed frontier
+    # A receive: "act" (the spec's handler), "collect" (no spec variable changes: the
+    # message is only noted), "either" (a runtime trace, whose sends carry no messages).
+    mode: str = "act"
+
+
+# Not expected in any trace (docs/conformance.md, EPaxos): the core notes a Nack's round
+# for its next recovery ballot and abandons its phase, but does not adopt the ballot as
+# its promise, which is all spec/EPaxos.tla's HandleNack does; its HandleNack lines are
+# collect steps (the state unchanged), checked as such.
+NOT_IN_TRACES = {
+    "HandleNack": "the core notes a Nack without adopting its ballot (collect steps)",
+}
 
 
 @dataclass
@@ -253,6 +265,39 @@ def _check_extent(trace: Trace, event: Event) -> None:
                 fail(path, line, f"{message['type']}.{name} {message[name]} names no replica")
 
 
+def _initial(inst: tuple[int, int], replicas: int) -> State:
+    """An instance a replica has never heard of (core.instance_state's "none")."""
+    return State(inst, "none", (0, inst[0]), (0, inst[0]), None, 0, (0,) * replicas, False)
+
+
+def _step_sends(events: list[Event], index: int) -> list[dict]:
+    """The messages sent by the step of event ``index`` (the simulator logs them on the
+    step's last event; the events of one step share its "step")."""
+    step = events[index].raw.get("step")
+    if step is None:
+        return [item["message"] for item in events[index].sent if isinstance(item, dict)]
+    found = []
+    for other in range(index, len(events)):
+        if events[other].raw.get("step") != step or events[other].replica != events[index].replica:
+            break
+        found += [item["message"] for item in events[other].sent if isinstance(item, dict)]
+    return found
+
+
+def _mode(event: Event, before: State | None, after: State, sends: list[dict] | None) -> str:
+    """Whether a receive is the spec's handler, or a message noted without a change."""
+    if before is None or sends is None:
+        return "either"
+    if after != before:
+        return "act"
+    inst = list(after.inst)
+    if any(m.get("type") == "Nack" and m.get("inst") == inst for m in sends):
+        return "act"  # the handler's Nack branch (a lower ballot): state unchanged
+    if event.action == "HandlePrepare" and after.status in ("committed", "executed"):
+        return "act"  # TraceEPaxos.tla's PrepareCommittedMessage
+    return "collect"
+
+
 def plan_steps(trace: Trace) -> list[PlannedEvent]:
     """One planned step per event (docs/conformance.md, "EPaxos"):
 
@@ -268,6 +313,11 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
     * everything else is the spec action of the same name, or a stutter."""
     events = trace.events
     plans: list[PlannedEvent] = []
+    # The last state of each (replica, instance) the trace showed; a replica restarted
+    # without a logged frontier (runtime) is not tracked until it shows it again.
+    last: dict[tuple[int, tuple[int, int]], State] = {}
+    untracked: set[int] = set()
+    runtime = any(isinstance(event.raw.get("received"), list) for event in events)
     for index, event in enumerate(events):
         _check_extent(trace, event)
         plan = PlannedEvent(event, event.action, state=event.state)
@@ -281,7 +331,16 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
                 if len(raw["executed"]) != trace.replicas:
                     fail(trace.path, event.line, "state.executed needs one entry per replica")
                 plan.frontier = tuple(raw["executed"])
+                for (replica, inst), held in list(last.items()):
+                    if replica == event.replica and held.status == "executed" \
+                            and inst[1] > plan.frontier[inst[0]]:
+                        last[(replica, inst)] = State(inst, "committed", held.ballot,
+                                                      held.vballot, held.batch, held.seq,
+                                                      held.deps, held.unchanged)
+            else:
+                untracked.add(event.replica)
             plan.check = False
+            plan.spec_action = "Crash"  # MAPPED: TraceEPaxos.tla's RestartTo / RestartAny
         elif event.state is None:
             fail(trace.path, event.line, f"{event.action} needs the instance's state")
         if event.action == "Execute":
@@ -313,9 +372,23 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
                 plan.state = State(state.inst, "preaccepted", tuple(message["ballot"]),
                                    tuple(message["ballot"]), message["batch"], message["seq"],
                                    tuple(message["deps"]), False)
-            elif event.raw.get("source") is not None and "received" in event.raw \
-                    and isinstance(event.raw.get("received"), list):
+            elif runtime:
                 plan.check = False  # a runtime trace: the sends carry no messages
+        if event.action in RECEIVE_ACTIONS and event.state is not None:
+            key = (event.replica, event.state.inst)
+            before = None if event.replica in untracked and key not in last else \
+                last.get(key, _initial(event.state.inst, trace.replicas))
+            after = plan.state if plan.check and plan.state is not None else event.state
+            plan.mode = _mode(event, before if plan.pre is None else plan.pre, after,
+                              None if runtime else _step_sends(events, index))
+            if plan.pre is not None and not plan.check:
+                plan.mode = "either"
+            if plan.mode == "collect":
+                plan.spec_action = "Skip"
+        for held in (plan.state if plan.check else None, event.state):
+            if held is not None:
+                last[(event.replica, held.inst)] = held
+                break
         plans.append(plan)
     _mark_unknown_batches(trace, plans)
     return plans
@@ -424,7 +497,10 @@ def event_record(plan: PlannedEvent) -> str:
     action = ("Unreachable" if plan.unreachable is not None
               else "Skip" if plan.spec_action == "Skip" else plan.spec_action)
     check = plan.check and plan.state is not None and plan.unreachable is None
-    fields = [("k", tla_string(action)), ("r", str(event.replica + 1)),
+    if plan.mode == "collect" and action == "Skip" and event.action in RECEIVE_ACTIONS:
+        action = event.action
+    fields = [("k", tla_string(action)), ("mode", tla_string(plan.mode)),
+              ("r", str(event.replica + 1)),
               ("check", "TRUE" if check else "FALSE"),
               ("st", _tla_state(plan.state) if plan.state is not None else _DUMMY_STATE),
               ("hasPre", "TRUE" if plan.pre is not None and plan.unreachable is None else "FALSE"),

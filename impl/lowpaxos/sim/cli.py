@@ -44,6 +44,9 @@ TRACE_PROTOCOL_OPTIONS = {
     # spec/VR.tla does not model checkpoints: a traced VR run never cuts its log
     # (docs/conformance.md, VR section).
     "vr": {"snapshot_slots": 1_000_000, "log_slots_max": 1_000_008},
+    # spec/EPaxos.tla does not model garbage collection (never in a traced run), and
+    # short runs should recover the instances of a replica that crashed or was cut off.
+    "epaxos": {"collect_instances": 1_000_000, "recovery_ticks": 20, "status_ticks": 20},
 }
 
 
