@@ -17,6 +17,7 @@ from lowpaxos.core.api import ClientReply, ClientRequest, Command, ReplyStatus
 from lowpaxos.protocols.epaxos import messages as m
 from lowpaxos.protocols.epaxos.config import ConfigError, EPaxosConfig
 from lowpaxos.protocols.epaxos.core import TRANSITIONS, EPaxosReplica, footprint
+from lowpaxos.protocols.epaxos.durable import vector
 from lowpaxos.protocols.registry import PROTOCOLS
 
 SPEC = PROTOCOLS["epaxos"]
@@ -122,7 +123,7 @@ def persisted_first(durable, message) -> None:
     inst = getattr(message, "inst", None)
     if inst is None:
         return
-    if inst[1] <= m.INSTANCE_MAX and inst[1] <= (durable.collected + (0,) * 9)[inst[0]]:
+    if inst[1] <= vector(durable.collected, inst[0] + 1)[inst[0]]:
         return  # collected: covered by the saved rows
     record = durable.entries.get(m.instance_key(inst))
     kind = type(message)

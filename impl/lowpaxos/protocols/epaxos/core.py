@@ -132,7 +132,7 @@ class Drive:
     as a recoverer: the phase, the ballot, the value proposed and the replies so far."""
 
     __slots__ = ("inst", "ballot", "phase", "recovery", "batch", "seq", "deps", "initial",
-                 "replies", "sent_tick", "targets")
+                 "replies", "sent_tick")
 
     def __init__(self, inst: Inst, ballot: Ballot, phase: str, recovery: bool, now: int) -> None:
         self.inst = inst
@@ -145,7 +145,6 @@ class Drive:
         self.initial: tuple[int, Deps] | None = None  # the leader's attributes (fast path)
         self.replies: dict[int, object] = {}
         self.sent_tick = now
-        self.targets: tuple[int, ...] = ()
 
 
 def footprint(batch: Batch) -> tuple[set[str], set[str], bool, bool, set[int]]:
@@ -517,7 +516,6 @@ class EPaxosReplica:
         self.drives[inst] = drive
         message = PreAccept(ballot, inst, batch, seq, deps)
         targets = self.fast_targets if self.config.thrifty else self.peers
-        drive.targets = tuple(targets)
         for peer in targets:
             effects.send.append((peer, message))
         self._trace(effects, "Propose", None, None, inst)
@@ -616,7 +614,6 @@ class EPaxosReplica:
         drive.batch, drive.seq, drive.deps = batch, seq, deps
         drive.replies = {}
         drive.sent_tick = self.now
-        drive.targets = self.peers
         message = Accept(drive.ballot, inst, batch, seq, deps)
         for peer in self.peers:
             effects.send.append((peer, message))
@@ -858,7 +855,6 @@ class EPaxosReplica:
             instance.ballot = ballot
             effects.persist.append(SaveInstance(instance.record()))
         drive = Drive(inst, ballot, "prepare", True, self.now)
-        drive.targets = self.peers
         self.drives[inst] = drive
         self.recoveries_started += 1
         message = Prepare(ballot, inst)
@@ -989,7 +985,6 @@ class EPaxosReplica:
         drive.batch, drive.seq, drive.deps = batch, seq, deps
         drive.replies = {}
         drive.sent_tick = self.now
-        drive.targets = self.peers
         message = PreAccept(drive.ballot, inst, batch, seq, deps)
         for peer in self.peers:
             effects.send.append((peer, message))
@@ -1039,7 +1034,6 @@ class EPaxosReplica:
             else:
                 message = Prepare(drive.ballot, inst)
                 action = "RetryPrepare"
-            drive.targets = self.peers
             for peer in self.peers:
                 if peer not in drive.replies:
                     effects.send.append((peer, message))
