@@ -19,7 +19,8 @@ a copy of conformance/TraceEPaxos.tla (docs/conformance.md, "EPaxos").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 
 from lowpaxos.conformance.tlagen import tla_string
 from lowpaxos.conformance.trace import Event, Trace, ballot, check_value, fail, is_nat
@@ -439,8 +440,20 @@ def _tla_ballot(b) -> str:
     return f"<<{b[0]}, {b[1] + 1}>>"
 
 
-def _tla_cmd(batch: str | None) -> str:
-    return "TraceNoOp" if batch is None or batch == NOOP else tla_string(batch)
+def model_value(batch: str | None, inst) -> str | None:
+    """The spec's value for a batch held in instance ``inst``: the batch id with the
+    instance. An instance only ever holds the batch proposed in it (or NoOp), so this
+    names the same thing; it keeps apart the one batch proposed twice, in two
+    instances (a client that retries at another replica, when the batch is that one
+    command), which the spec's ProposeCommand allows once per value."""
+    if batch is None or batch == NOOP:
+        return None
+    return f"{batch}:{inst[0]}.{inst[1]}"
+
+
+def _tla_cmd(batch: str | None, inst) -> str:
+    value = model_value(batch, inst)
+    return "TraceNoOp" if value is None else tla_string(value)
 
 
 def _tla_vector(vector) -> str:
@@ -455,7 +468,7 @@ def _tla_state(state: State) -> str:
     return ("[inst |-> %s, status |-> %s, bal |-> %s, vbal |-> %s, cmd |-> %s, seq |-> %d, "
             "deps |-> %s, unch |-> %s]" % (
                 _tla_inst(state.inst), tla_string(state.status), _tla_ballot(state.ballot),
-                _tla_ballot(state.vballot), _tla_cmd(state.batch), state.seq,
+                _tla_ballot(state.vballot), _tla_cmd(state.batch, state.inst), state.seq,
                 _tla_vector(state.deps), "TRUE" if state.unchanged else "FALSE"))
 
 
@@ -468,7 +481,7 @@ def message_record(message: dict, source: int, receiver: int) -> str | None:
     if "inst" in message:
         fields.append(("inst", _tla_inst(message["inst"])))
     if kind in ("PreAccept", "Accept", "Commit", "PrepareOK"):
-        fields.append(("cmd", _tla_cmd(message["batch"])))
+        fields.append(("cmd", _tla_cmd(message["batch"], message["inst"])))
     if "seq" in message:
         fields += [("seq", str(message["seq"])), ("deps", _tla_vector(message["deps"]))]
     if kind in ("PreAcceptOK", "AcceptOK", "PrepareOK"):
@@ -511,7 +524,7 @@ def event_record(plan: PlannedEvent) -> str:
     fields.append(("msg", message or '[type |-> "none"]'))
     inst = plan.state.inst if plan.state is not None else (0, 1)
     fields.append(("inst", _tla_inst(inst)))
-    fields.append(("val", _tla_cmd(plan.state.batch if plan.state is not None else None)))
+    fields.append(("val", _tla_cmd(plan.state.batch if plan.state is not None else None, inst)))
     fields.append(("order", str(event.raw.get("order", 0)) if event.action == "Execute" else "0"))
     fields.append(("hasFr", "TRUE" if plan.frontier is not None else "FALSE"))
     fields.append(("fr", _tla_vector(plan.frontier or ())))
@@ -555,7 +568,7 @@ def model_of(trace: Trace, plans: list[PlannedEvent]) -> Model:
             if state is not None:
                 instances.add(state.inst[1])
                 rounds.update((state.ballot[0], state.vballot[0]))
-                values.add(state.batch)
+                values.add(model_value(state.batch, state.inst))
         messages = ([event.message] if event.message is not None else []) + \
             [item["message"] for item in event.sent if isinstance(item, dict)]
         for message in messages:
@@ -565,12 +578,12 @@ def model_of(trace: Trace, plans: list[PlannedEvent]) -> Model:
                 if name in message:
                     rounds.add(message[name][0])
             if message.get("batch") is not None:
-                values.add(message["batch"])
+                values.add(model_value(message["batch"], message["inst"]))
         for deps in ([plan.state.deps] if plan.state is not None else []):
             instances.update(deps)
     values.discard(None)
-    values.discard(NOOP)
-    footprints = footprints_of(trace)
+    by_batch = footprints_of(trace)
+    footprints = {value: by_batch[value.split(":", 1)[0]] for value in values}
     ordered = sorted(values)
     groups, exact = _groups(ordered, footprints)
     reads = [v for v in ordered if not footprints[v].write]
@@ -624,9 +637,21 @@ def write_module(trace: Trace, plans: list[PlannedEvent], name: str,
     return text, model
 
 
+# Constants of the spec that only restrict what its models explore (who proposes, who
+# recovers whose instances): a trace is checked with every replica in each. The set
+# is read from the spec being checked (check.py reads it before write_config).
+_ALL_REPLICAS_CONSTANTS = ("Proposers", "Recoverers", "RecoveredLeaders")
+_spec_constants: set[str] = set(_ALL_REPLICAS_CONSTANTS)
+
+
 def symmetry_definitions(spec_text: str) -> list[str]:
     from lowpaxos.conformance.tlagen import symmetry_definitions as definitions
 
+    global _spec_constants
+    block = re.search(r"^CONSTANTS?\b(.*?)^\S", spec_text, re.S | re.M)
+    if block is not None:
+        _spec_constants = set(re.findall(r"^\s+([A-Za-z_][A-Za-z0-9_]*)\s*,?\s*(?:\\\*.*)?$",
+                                         block.group(1), re.M))
     return definitions(spec_text)
 
 
@@ -642,7 +667,8 @@ def write_config(model: Model, invariants, init: str = "TraceInit", next_: str =
         "    KeyGroups <- TraceKeyGroups",
         "    Reads <- TraceReads",
         "    NoOp <- TraceNoOp",
-        "    Proposers = {" + ", ".join(str(r) for r in range(1, model.replicas + 1)) + "}",
+        *(f"    {name} = {{" + ", ".join(str(r) for r in range(1, model.replicas + 1)) + "}"
+          for name in _ALL_REPLICAS_CONSTANTS if name in _spec_constants),
         f"    MaxInstance = {model.max_instance}",
         f"    MaxRound = {model.max_round}",
         f"    FastQuorumSize = {model.fast_quorum}",
