@@ -11,10 +11,11 @@
 (*                                                                         *)
 (* lowpaxos.conformance.epaxos_format writes a copy of this module with   *)
 (* the trace as the definition of TraceLog, and a configuration that      *)
-(* overrides three definitions of the spec (MAPPED below, each with its   *)
-(* reason): Interferes (the core's relation on batches, from the keys and *)
-(* clients the trace logs), RecoveryBallot (the ballot the core chose)    *)
-(* and the symmetry set. docs/conformance.md ("EPaxos") lists the mapping.*)
+(* overrides definitions of the spec (MAPPED below, each with its reason): *)
+(* Interferes (the core's relation on batches, from the keys and clients  *)
+(* the trace logs), RecoveryBallot (the ballot the core chose), LocalDeps  *)
+(* (the leader's own entry is left as sent) and the symmetry set.         *)
+(* docs/conformance.md ("EPaxos") lists the mapping.                      *)
 (***************************************************************************)
 EXTENDS EPaxos, Sequences, TLC
 
@@ -79,6 +80,20 @@ PrepareCommittedMessage(r, m) ==
              unchanged |-> unchanged[r][m.inst]])
     /\ UNCHANGED <<replicaVars, executed, proposed, committedValues>>
 
+\* MAPPED, a PreAccept or Accept of a lower ballot for an instance the replica
+\* has committed: the core tells the sender its promise (a Nack, as for an
+\* instance not committed), the spec drops it (a committed instance is
+\* final). The Nack is a fact about the promise, and the step sends only it.
+NackCommittedMessage(r, m) ==
+    /\ m \in msgs
+    /\ m.type \in {"PreAccept", "Accept"}
+    /\ Owner(m.ballot) # r
+    /\ status[r][m.inst] = "committed"
+    /\ SendNack(r, m.inst, m.ballot)
+
+HandlePreAcceptOrNack(r, m) == HandlePreAcceptMessage(r, m) \/ NackCommittedMessage(r, m)
+HandleAcceptOrNack(r, m) == HandleAcceptMessage(r, m) \/ NackCommittedMessage(r, m)
+
 HandlePrepareOrCommitted(r, m) ==
     HandlePrepareMessage(r, m) \/ PrepareCommittedMessage(r, m)
 
@@ -91,6 +106,19 @@ TraceRecoveryBallot(r, inst) ==
     LET b == TraceLog[l].st.bal
     IN IF Owner(b) = r /\ BallotLess(ballot[r][inst], b) /\ b[1] >= 1 THEN b
        ELSE <<MaxRound + 1, r>>  \* no step: StartRecoveryOf needs b[1] <= MaxRound
+
+\* MAPPED (reported: spec and core differ here), the deps a replica adds for an
+\* instance <<L, i>>: the core leaves L's own entry as L sent it (core.py
+\* handle_pre_accept, "the leader's own space is its business"; the reference
+\* implementation's updateAttributes skips the leader's space too), where the
+\* spec's LocalDeps also adds a LATER instance of L that the replica already
+\* knows (a PreAccept of <<L, i + 1>> that overtook <<L, i>>). Consistency
+\* does not need it: <<L, j>>, j > i, depends on <<L, i>> through L's chain.
+\* For a leader's own Propose both give deps[L] = i - 1 (the chain).
+TraceLocalDeps(r, self, c) ==
+    [R \in Replicas |->
+        IF R = self[1] THEN 0
+        ELSE Max({J[2] : J \in {K \in Conflicts(r, self, c) : K[1] = R}} \cup {0})]
 
 \* The interference of two batches, from the keys and clients the trace logs
 \* for each (TraceConflicts, written by epaxos_format); NoOp interferes with
@@ -135,9 +163,9 @@ Handle(e, A(_, _)) ==
 
 Take(e) ==
     CASE e.k = "Propose" -> ProposeCommand(e.r, e.val)
-      [] e.k = "HandlePreAccept" -> Handle(e, HandlePreAcceptMessage)
+      [] e.k = "HandlePreAccept" -> Handle(e, HandlePreAcceptOrNack)
       [] e.k = "HandlePreAcceptOK" -> Handle(e, HandlePreAcceptOKMessage)
-      [] e.k = "HandleAccept" -> Handle(e, HandleAcceptMessage)
+      [] e.k = "HandleAccept" -> Handle(e, HandleAcceptOrNack)
       [] e.k = "HandleAcceptOK" -> Handle(e, HandleAcceptOKMessage)
       [] e.k = "HandleCommit" -> Handle(e, HandleCommitMessage)
       [] e.k = "HandlePrepare" -> Handle(e, HandlePrepareOrCommitted)

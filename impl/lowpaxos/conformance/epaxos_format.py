@@ -674,6 +674,7 @@ def write_config(model: Model, invariants, init: str = "TraceInit", next_: str =
         f"    FastQuorumSize = {model.fast_quorum}",
         "    Interferes <- TraceInterferes",
         "    RecoveryBallot <- TraceRecoveryBallot",
+        "    LocalDeps <- TraceLocalDeps",
         f"INIT {init}",
         f"NEXT {next_}",
         *(f"INVARIANT {name}" for name in invariants or ()),
