@@ -236,6 +236,29 @@ def test_interference_reads_writes_and_every_key():
         == {"a", "b"}
 
 
+def test_one_clients_commands_execute_in_one_order_everywhere():
+    """Why one client's commands interfere (core.Conflicts): its request 1 commits at
+    replicas 0 and 1, the Commit to 2 is late; the client's request 2 (another key) goes
+    to replica 2. Were the two independent, replica 2 would execute request 2 first and
+    then skip request 1 as stale (kvs.py's session table), and the replicas diverge."""
+    cluster = Cluster(3)
+    cluster.request(0, "put", "k1", b"a", client=1)
+    cluster.tick(0)
+    cluster.take(m.Status)
+    cluster.deliver_matching(m.PreAccept)
+    cluster.deliver_matching(m.PreAcceptOK)
+    assert cluster.replies[-1].status is ReplyStatus.OK
+    late = cluster.take(m.Commit, target=2)
+    cluster.request(2, "put", "k2", b"b", client=1)
+    cluster.tick(2)
+    cluster.take(m.Status)
+    cluster.settle()
+    cluster.deliver(late)
+    cluster.settle()
+    assert {core.kvs.get_value("k1") for core in cluster.cores} == {b"a"}
+    assert len({core.kvs.digest() for core in cluster.cores}) == 1
+
+
 # ---------------------------------------------------------------- recovery
 
 
