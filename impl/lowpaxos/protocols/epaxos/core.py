@@ -186,8 +186,11 @@ class Conflicts:
     of the KVS's own rows; and an instance that depends on every earlier interfering
     one, collected or not, keeps the consistency property checkable from the trace
     (SOSP §4.5). A restarted replica has lost the entries of collected instances:
-    ``floor`` (its collected frontier at the restart) stands for them, every batch
-    depending on all of them (they executed everywhere, so this orders nothing new)."""
+    ``floor`` (its collected frontier at the restart) stands for them in the batches it
+    proposes, each depending on all of them (they executed everywhere, so this orders
+    nothing new). Only the leader applies it: the leader's deps reach every committed
+    value of its instance, and an acceptor adding the floor would only turn replies
+    "changed" and cost the fast path."""
 
     def __init__(self, replicas: int, floor: tuple[int, ...] | None = None) -> None:
         self.replicas = replicas
@@ -203,14 +206,16 @@ class Conflicts:
         self.client_inst: dict[int, list[int]] = {}
         self.client_seq: dict[int, int] = {}
 
-    def attributes(self, batch: Batch, skip: int) -> tuple[int, list[int]]:
+    def attributes(self, batch: Batch, skip: int, floor: bool = False
+                   ) -> tuple[int, list[int]]:
         """(1 + the highest seq, deps) of the interfering instances known, instance space
-        ``skip`` left out (its leader's own chain covers it; TR §4.3)."""
+        ``skip`` left out (its leader's own chain covers it; TR §4.3); ``floor``: the
+        leader's, above the collected instances this replica no longer has entries for."""
         reads, writes, read_all, write_any, clients = footprint(batch)
         deps = [0] * self.replicas
         top = 0
         zero = (0,) * self.replicas
-        if self.floor is not None and batch:
+        if floor and self.floor is not None and batch:
             deps = list(self.floor)
 
         def merge(numbers) -> None:
@@ -501,7 +506,7 @@ class EPaxosReplica:
         inst = (self.replica_id, self.next_number)
         self.next_number += 1
         ballot = initial_ballot(inst)
-        seq, deps = self.conflicts.attributes(batch, skip=self.replica_id)
+        seq, deps = self.conflicts.attributes(batch, skip=self.replica_id, floor=True)
         deps[self.replica_id] = inst[1] - 1  # the chain: one space executes in order
         deps = tuple(deps)
         instance = Instance(inst, PREACCEPTED, ballot, ballot, batch, seq, deps, True)
