@@ -461,6 +461,8 @@ def test_a_read_between_other_writes_fails_order():
 
 MALFORMED = [
     ("not json", "not JSON"),
+    ("[" * 100_000 + "]" * 100_000, "not JSON"),
+    ('{"action": "Commit", "replica": ' + "9" * 5000 + "}", "not JSON"),
     ("[1, 2]", "an event must be a JSON object"),
     (json.dumps({"replica": 0}), "no action"),
     (json.dumps({"action": "Commit", "replica": "0"}), "replica must be an integer"),
@@ -481,7 +483,7 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize("line, reason", MALFORMED, ids=[r for _, r in MALFORMED])
+@pytest.mark.parametrize("line, reason", MALFORMED, ids=[f"{n}-{r}" for n, (_, r) in enumerate(MALFORMED)])
 def test_malformed_input_exits_2_with_file_and_line(tmp_path, capsys, line, reason):
     """Bad input: exit 2, FILE:LINE: reason on stderr, never a traceback."""
     path = tmp_path / "bad.ndjson"
@@ -493,10 +495,17 @@ def test_malformed_input_exits_2_with_file_and_line(tmp_path, capsys, line, reas
     assert "Traceback" not in err
 
 
-def test_missing_file_and_in_memory_bad_event(tmp_path, capsys):
-    """A missing file exits 2; check_events turns a bad event into a failed verdict."""
+def test_missing_file_binary_file_and_in_memory_bad_event(tmp_path, capsys):
+    """A missing file, a directory and bytes that are not UTF-8 exit 2; check_events
+    turns a bad event into a failed verdict."""
     code, _, err = run_cli(tmp_path / "absent.ndjson", capsys)
     assert code == 2 and "cannot read" in err
+    code, _, err = run_cli(tmp_path, capsys)
+    assert code == 2 and "cannot read" in err
+    binary = tmp_path / "binary.ndjson"
+    binary.write_bytes(json.dumps(META).encode() + b"\n\xff\xfe{}\n")
+    code, _, err = run_cli(binary, capsys)
+    assert code == 2 and err.startswith(f"{binary}:2: not UTF-8"), err
     verdict = checker.check_events([{"action": "Commit", "replica": 0, "state": "x"}], 3)
     assert verdict["ok"] is False and verdict["input_error"]["line"] == 1
 

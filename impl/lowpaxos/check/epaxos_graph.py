@@ -144,17 +144,23 @@ def read_trace(path: Path) -> tuple[list[dict], list[int], int | None]:
     lines: list[int] = []
     replicas: int | None = None
     try:
-        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as error:
         raise TraceInputError(0, f"cannot read: {error.strerror or error}") from None
     with handle:
-        for number, text in enumerate(handle, start=1):
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise TraceInputError(number, "not UTF-8 text") from None
             if not text.strip():
                 continue
             try:
                 event = json.loads(text)
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise TraceInputError(number, f"not JSON ({error.msg if hasattr(error, 'msg') else error})") from None
+            except json.JSONDecodeError as error:
+                raise TraceInputError(number, f"not JSON ({error.msg})") from None
+            except (ValueError, RecursionError) as error:  # a huge number, deep nesting
+                raise TraceInputError(number, f"not JSON ({type(error).__name__})") from None
             if not isinstance(event, dict):
                 raise TraceInputError(number, "an event must be a JSON object")
             if "meta" in event and "action" not in event:
