@@ -151,6 +151,11 @@ def check_trace(path: str | Path, *, spec_dir: Path = SPEC_DIR, keep: Path | Non
         if plans[index - 1].unreachable is not None:
             verdict.report = (_headline(trace, index) + "\n  event: " + _event_text(event)
                               + "\n  " + plans[index - 1].unreachable + _rounds_note(trace))
+        elif explain and hasattr(mapping, "explain"):  # the protocol's own report (EPaxos)
+            lines = [_headline(trace, index), "  event: " + _event_text(event)]
+            verdict.report = "\n".join(lines + mapping.explain(
+                trace, plans, index, module_text, model, symmetries,
+                lambda text, config: _run(workdir, text, config, MODULE, spec_dir, timeout_s)))
         elif explain and getattr(mapping, "EXPLAIN", True):
             verdict.report = _explain(trace, plans, index, module_text, model, workdir, spec_dir,
                                       timeout_s, symmetries)

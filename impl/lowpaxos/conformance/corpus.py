@@ -112,14 +112,26 @@ VR_RUNS = (
 # assumption (at most f replicas down at once), which VR.tla's Crash enforces.
 VR_QUICK_RUNS = (VR_RUNS[2],)
 
-# EPaxos runs (spec/EPaxos.tla): few shared keys, so that instances interfere and take the
-# slow path; a command leader cut off or crashed mid-protocol, so that others recover its
-# instances (explicit prepare); a restart from the durable state.
+# EPaxos runs (spec/EPaxos.tla; lowpaxos sim --trace's settings: no collection, recovery
+# after 20 ticks): two shared keys, so that instances interfere and take the slow path;
+# command leaders crashed mid-protocol, so that others recover their instances by
+# explicit prepare (TR §4.5) and the leader recovers its own after its restart.
 EPAXOS_RUNS = (
-    SimRun(seed=21, protocol="epaxos", ops=40, keys=2, crashes=0, partitions=0),
-    SimRun(seed=22, protocol="epaxos", ops=40, keys=2, crashes=0, partitions=0,
-           crash=(0, 40, 150), safety_ticks=500),
-    SimRun(seed=23, protocol="epaxos", ops=40, keys=3, crashes=1, partitions=1),
+    # No crash: fast and slow paths, loss and reordering (retried PreAccepts).
+    SimRun(seed=21, protocol="epaxos", ops=30, keys=2, crashes=0, partitions=0),
+    # Leader 2 crashes mid-protocol: recovery case 4 (Phase 1 again at the recovery
+    # ballot with the held batch), case 1; a client's retry proposes its batch again.
+    SimRun(seed=41, protocol="epaxos", ops=40, keys=2, crashes=0, partitions=0,
+           crash=(2, 37, 120), safety_ticks=400, loss=0.05),
+    # Leader 2 crashes: case 3 (a non-leader pre-accepted its initial value unchanged),
+    # then the restarted leader recovers its own instance (case 1).
+    SimRun(seed=44, protocol="epaxos", ops=40, keys=2, crashes=0, partitions=0,
+           crash=(2, 58, 120), safety_ticks=400, loss=0.05),
+    # Two random crashes and a partition: two replicas recover one instance at once,
+    # both reach Phase 2 (case 5: NOP, then case 2: the accepted NOP of the higher
+    # vballot); the leader's late PreAccept is Nacked; a NOP committed by case 1.
+    SimRun(seed=57, protocol="epaxos", ops=40, keys=2, crashes=2, partitions=1, loss=0.08,
+           safety_ticks=400),
 )
 EPAXOS_QUICK_RUNS = (EPAXOS_RUNS[0],)
 

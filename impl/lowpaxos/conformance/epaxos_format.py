@@ -680,3 +680,109 @@ def write_config(model: Model, invariants, init: str = "TraceInit", next_: str =
         *(f"INVARIANT {name}" for name in invariants or ()),
         "",
     ])
+
+
+def unsafe_report(trace: Trace, state: dict, invariant: str) -> list[str]:
+    """What a replayed state that violates a safety invariant holds: the values
+    committed for each instance (the spec's history committedValues), those with two
+    values first, then each replica's execution sequence (ids 0-based, as logged)."""
+    from lowpaxos.conformance.tlavalue import show
+
+    committed = state.get("committedValues", {})
+    items = committed.items() if isinstance(committed, dict) else []
+
+    def inst_text(inst) -> str:
+        return f"[{inst[0] - 1}, {inst[1]}]"
+
+    def value_text(value) -> str:
+        deps = value["deps"]
+        vector = list(deps) if isinstance(deps, tuple) else [deps[k] for k in sorted(deps)]
+        cmd = value["cmd"]
+        return f"{cmd} seq {value['seq']} deps {vector}"
+
+    held = sorted(((inst, values) for inst, values in items if values),
+                  key=lambda pair: (-len(pair[1]), pair[0]))
+    lines = [f"  the values committed per instance (committedValues; {len(held)} instances):"]
+    for inst, values in held[:8]:
+        mark = "  <- two values" if len(values) > 1 else ""
+        lines.append(f"    {inst_text(inst)}: " + "; ".join(sorted(value_text(v) for v in values))
+                     + mark)
+    executed = state.get("executed")
+    if isinstance(executed, (dict, tuple)):
+        for r in range(1, trace.replicas + 1):
+            sequence = executed[r - 1] if isinstance(executed, tuple) else executed.get(r, ())
+            shown = ", ".join(inst_text(i) for i in list(sequence)[-8:])
+            lines.append(f"    replica {r - 1} executed {len(sequence)}: ...{shown}")
+    if invariant == "Consistency":
+        lines.append("  (Consistency: two committed interfering instances, neither in the "
+                     "other's deps; values are batch:replica.instance)")
+    lines.append(f"  (fast quorum {show(trace.meta.get('fast_quorum', 'default 2F'))}, "
+                 f"{trace.replicas} replicas)")
+    return lines
+
+
+def explain(trace: Trace, plans: list[PlannedEvent], index: int, module_text: str,
+            model: Model, symmetries, run) -> list[str]:
+    """Why event ``index`` is no step: one more TLC run (the replay stopped just before
+    it, invariant ``l < index``) gives a spec state there; the report shows the
+    instance at the replica in that state beside what the line logged, and whether
+    the handled message is in the network (or how the closest one of its type differs).
+    ``run(module_text, config_text)`` runs TLC (check.py)."""
+    from lowpaxos.conformance.check import _with_definitions, spec_variables
+    from lowpaxos.conformance.tlavalue import parse_value, show
+
+    plan = plans[index - 1]
+    event = plan.event
+    lines: list[str] = []
+    witness = run(_with_definitions(module_text, [f"TraceStop == l < {index}"]),
+                  write_config(model, "TraceStop", symmetries=symmetries))
+    if not witness.error_trace:
+        return ["  (no spec state before it: the witness run found none)"]
+    last = witness.error_trace[-1]
+    state = {name: parse_value(last[name]) for name in spec_variables(last)}
+    r = event.replica + 1
+    logged = plan.pre or plan.state or event.state
+    if logged is not None:
+        inst = (logged.inst[0] + 1, logged.inst[1])
+
+        def of(name):
+            value = state[name]
+            row = value[r - 1] if isinstance(value, tuple) else value[r]
+            return row[inst] if isinstance(row, dict) else None
+
+        executed = state["executed"]
+        sequence = executed[r - 1] if isinstance(executed, tuple) else executed[r]
+        spec = {"status": of("status"), "ballot": of("ballot"), "vballot": of("vballot"),
+                "cmd": of("cmd"), "seq": of("seq"), "deps": of("deps"),
+                "unchanged": of("unchanged"), "executed": inst in set(sequence)}
+        lines.append(f"  spec state before it, replica {event.replica}, instance "
+                     f"{list(logged.inst)} (spec <<{inst[0]}, {inst[1]}>>): "
+                     + ", ".join(f"{k} {show(v)}" for k, v in spec.items()))
+        after = plan.state if plan.check and plan.state is not None else None
+        if plan.pre is not None:
+            lines.append(f"  the line's own state (before its quorum takes effect): "
+                         f"{plan.pre.describe()}")
+        if after is not None:
+            lines.append(f"  the state the step must reach: {after.describe()}")
+    if event.message is not None and event.source is not None:
+        wanted = parse_value(message_record(event.message, event.source, event.replica) or "[]")
+        same_type = [m for m in state["msgs"] if m.get("type") == wanted.get("type")]
+
+        def differences(message) -> list[str]:
+            return [f"{k}: logged {show(v)}, network {show(message.get(k))}"
+                    for k, v in wanted.items() if message.get(k) != v]
+
+        ranked = sorted(same_type, key=lambda m: len(differences(m)))
+        if ranked and not differences(ranked[0]):
+            lines.append(f"  the handled message is in the network (mode {plan.mode}): the spec's "
+                         f"{event.action} from that state does not reach the logged state")
+        else:
+            lines.append(f"  the handled message is not in the network: {show(wanted)}")
+            if ranked:
+                lines.append("    closest network message of that type differs in: "
+                             + "; ".join(differences(ranked[0])))
+    elif event.action == "Commit":
+        lines.append("  (a Commit line is no spec step: it repeats the state its handler's "
+                     "step reached, or the step before it did not commit)")
+    lines.append(f"  {len(state['msgs'])} messages in the network")
+    return lines
