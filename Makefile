@@ -48,7 +48,7 @@ stress: $(STAMP) redis-tools
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_stateful.py
 
-# Runtime figures (docs/benchmarks.md): LowPaxos against PySyncObj at 64 and 256 in flight,
+# Runtime figures (docs/benchmarks.md): LowPaxos, VR and EPaxos against PySyncObj at 64 and 256 in flight,
 # a py-spy profile of the leader, redis-benchmark, 1,000,000 keys and a follower's catch-up.
 # py-spy is a bench tool only (not a test dependency); without it the profile is skipped.
 bench: $(STAMP) redis-tools
@@ -56,6 +56,9 @@ bench: $(STAMP) redis-tools
 	$(PY) bench/bench_runtime.py --seconds 10 --inflight 64,256 --profile-seconds 10
 	$(PY) bench/bench_store.py --requests 100000 --keys 1000000
 
+# Simulator figures (docs/benchmarks.md): LowPaxos and VR with thrifty/batching on and off,
+# then LowPaxos, VR and EPaxos at 0/2/25/100% conflicts, 3 and 5 replicas, LAN and WAN
+# (180 runs; about 10 minutes at load 7 on 2 cores; --repeats 1 for a quick look).
 bench-sim: $(STAMP)
 	$(PY) bench/bench_sim.py
 
