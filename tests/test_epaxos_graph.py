@@ -412,7 +412,26 @@ def test_partial_component_twice_executed_and_order_gaps_fail(tmp_path, capsys):
     gap = good_events()
     gap[-1] = dict(gap[-1], order=7)
     code, failed, out = violations(gap, capsys, tmp_path)
-    assert code == 1 and "Execute order 7 after 4" in out, out
+    assert code == 1 and "Execute order 7, expected 5" in out, out
+
+
+def test_execution_order_continues_across_a_restart(tmp_path, capsys):
+    """A replica that restarts between two executions counts on (passes); one that starts
+    again from 0 fails, as does an instance executed again after the restart."""
+    events = good_events()
+    at = next(k for k, e in enumerate(events) if e["replica"] == 1 and e["action"] == "Execute"
+              and e["order"] == 3)
+    restart = [{"action": "Crash", "replica": 1},
+               {"action": "Restart", "replica": 1, "state": {"executed": [1, 1, 1]}}]
+    code, failed, out = violations(events[:at] + restart + events[at:], capsys, tmp_path)
+    assert code == 0, out
+    renumbered = [dict(e, order=e["order"] - 3) if k >= at and e["replica"] == 1 and
+                  e["action"] == "Execute" else e for k, e in enumerate(events)]
+    code, failed, out = violations(renumbered[:at] + restart + renumbered[at:], capsys, tmp_path)
+    assert code == 1 and "Execute order 0, expected 3" in out, out
+    again = events[:at] + restart + [execute(1, (0, 1), 3)]
+    code, failed, out = violations(again, capsys, tmp_path)
+    assert code == 1 and "executes [0, 1] twice" in out, out
 
 
 def test_dependency_committed_nowhere_fails(tmp_path, capsys):

@@ -107,7 +107,6 @@ class Replica:
     committed_at: dict[Inst, int] = field(default_factory=dict)  # inst -> event index
     executed: list[tuple[Inst, int, int]] = field(default_factory=list)  # (inst, index, line)
     executed_set: set[Inst] = field(default_factory=set)
-    last_order: int | None = None
 
 
 @dataclass(slots=True)
@@ -252,10 +251,9 @@ def gather(events: list[dict], lines: list[int], replicas: int, verdict: Verdict
             raise TraceInputError(line, f"replica must be an integer in 0..{replicas - 1}")
         own = facts.per_replica.setdefault(replica, Replica())
         if action in DRIVER_ACTIONS:
-            # A restarted replica's execution order counts on from its durable state;
-            # only the step of one from the next is not checked. The drivers' events
-            # carry the whole replica's state, if any, not one instance's.
-            own.last_order = None
+            # The drivers' events carry the whole replica's state, if any, not one
+            # instance's. A restarted replica's execution order counts on from its
+            # durable state (the core persists what it executed).
             continue
         raw_state = event.get("state")
         if raw_state is None:
@@ -307,15 +305,13 @@ def gather(events: list[dict], lines: list[int], replicas: int, verdict: Verdict
                 verdict.fail("execution", line, f"replica {replica} executes {list(inst)} twice",
                              replica=replica, inst=list(inst))
                 continue
+            # The contract: order is the position in the replica's execution sequence,
+            # across restarts.
             expected = len(own.executed)
-            if own.last_order is not None and order != own.last_order + 1:
-                verdict.fail("execution", line, f"replica {replica}: Execute order {order} "
-                             f"after {own.last_order}", replica=replica, inst=list(inst))
-            elif own.last_order is None and order not in (0, expected):
+            if order != expected:
                 verdict.fail("execution", line, f"replica {replica}: Execute order {order}, "
                              f"expected {expected} (executed so far)", replica=replica,
                              inst=list(inst))
-            own.last_order = order
             own.executed.append((inst, index, line))
             own.executed_set.add(inst)
     return facts
