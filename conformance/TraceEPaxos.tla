@@ -14,7 +14,9 @@
 (* overrides definitions of the spec (MAPPED below, each with its reason): *)
 (* Interferes (the core's relation on batches, from the keys and clients  *)
 (* the trace logs), RecoveryBallot (the ballot the core chose), LocalDeps  *)
-(* (the leader's own entry is left as sent) and the symmetry set.         *)
+(* and LocalSeq (the core's conflict tables: what the replica has held    *)
+(* since its restart; the leader's own entry is left as sent) and the     *)
+(* symmetry set.                                                           *)
 (* docs/conformance.md ("EPaxos") lists the mapping.                      *)
 (***************************************************************************)
 EXTENDS EPaxos, Sequences, TLC
@@ -23,7 +25,11 @@ CONSTANT TraceLog   \* the events, one record per line of the trace file
 
 VARIABLE l          \* the next event to explain (1-based)
 
-traceVars == <<vars, l>>
+\* seen[r]: every <<instance, command, seq>> replica r has held since its last
+\* restart (TraceLocalSeq, TraceLocalDeps below: the core's conflict tables).
+VARIABLE seen
+
+traceVars == <<vars, l, seen>>
 
 \* The logged message x describes the network message m: every field x has,
 \* m has with the same value (x holds the fields of the spec's record).
@@ -107,18 +113,41 @@ TraceRecoveryBallot(r, inst) ==
     IN IF Owner(b) = r /\ BallotLess(ballot[r][inst], b) /\ b[1] >= 1 THEN b
        ELSE <<MaxRound + 1, r>>  \* no step: StartRecoveryOf needs b[1] <= MaxRound
 
-\* MAPPED (reported: spec and core differ here), the deps a replica adds for an
-\* instance <<L, i>>: the core leaves L's own entry as L sent it (core.py
-\* handle_pre_accept, "the leader's own space is its business"; the reference
-\* implementation's updateAttributes skips the leader's space too), where the
-\* spec's LocalDeps also adds a LATER instance of L that the replica already
-\* knows (a PreAccept of <<L, i + 1>> that overtook <<L, i>>). Consistency
-\* does not need it: <<L, j>>, j > i, depends on <<L, i>> through L's chain.
-\* For a leader's own Propose both give deps[L] = i - 1 (the chain).
+\* MAPPED (reported: spec and core differ here), the seq and deps a replica
+\* computes for a command c of instance self (Propose, HandlePreAccept, the
+\* recovery's Phase 1). Two differences, both safe (more deps and a higher seq
+\* only order more):
+\*  - the core reads its conflict tables (core.Conflicts, the reference
+\*    implementation's per-key maps), which keep, per key and per client, the
+\*    highest instance and seq ever recorded, so an instance whose attributes
+\*    or command changed since (a slow path, a recovery that chose another
+\*    value or NoOp) still counts with what it held; the spec reads the
+\*    current values. The tables are rebuilt from the durable log at a
+\*    restart. So here: everything r has held since its restart (seen), its
+\*    own earlier record of self included;
+\*  - the core leaves the entry of the instance's leader L as L sent it
+\*    (core.py handle_pre_accept, "the leader's own space is its business";
+\*    the reference implementation's updateAttributes skips it too), where the
+\*    spec's LocalDeps also adds a LATER instance of L that r already knows (a
+\*    PreAccept of <<L, i + 1>> that overtook <<L, i>>). Consistency does not
+\*    need it: <<L, j>>, j > i, depends on <<L, i>> through L's chain. For a
+\*    leader's own Propose both give deps[L] = i - 1 (the chain).
+SeenConflicts(r, c) == {x \in seen[r] : Interferes(x[2], c)}
+TraceLocalSeq(r, self, c) == 1 + Max({x[3] : x \in SeenConflicts(r, c)} \cup {0})
 TraceLocalDeps(r, self, c) ==
     [R \in Replicas |->
         IF R = self[1] THEN 0
-        ELSE Max({J[2] : J \in {K \in Conflicts(r, self, c) : K[1] = R}} \cup {0})]
+        ELSE Max({x[1][2] : x \in {y \in SeenConflicts(r, c) : y[1][1] = R}} \cup {0})]
+
+\* What r holds now (a restart rebuilds the tables from it).
+HeldNow(r) == {<<J, cmd[r][J], seq[r][J]>> : J \in {K \in Instances : cmd[r][K] # NoOp}}
+
+\* Each action changes one instance at one replica, the one its line logs.
+NextSeen(e) ==
+    IF e.k = "Crash" THEN [seen EXCEPT ![e.r] = HeldNow(e.r)]
+    ELSE IF cmd'[e.r][e.st.inst] = NoOp THEN seen
+    ELSE [seen EXCEPT ![e.r] = @ \cup {<<e.st.inst, cmd'[e.r][e.st.inst],
+                                          seq'[e.r][e.st.inst]>>}]
 
 \* The interference of two batches, from the keys and clients the trace logs
 \* for each (TraceConflicts, written by epaxos_format); NoOp interferes with
@@ -185,7 +214,7 @@ Take(e) ==
       \* re-sent Commits and garbage collection change no spec variable.
       [] OTHER -> UNCHANGED vars
 
-TraceInit == Init /\ l = 1
+TraceInit == Init /\ l = 1 /\ seen = [r \in Replicas |-> {}]
 
 TraceNext ==
     /\ l <= Len(TraceLog)
@@ -193,6 +222,7 @@ TraceNext ==
          /\ e.hasPre => ReachedBefore(e)
          /\ Take(e)
          /\ e.check => Reached(e)
+         /\ seen' = NextSeen(e)
     /\ l' = l + 1
 
 TraceSpec == TraceInit /\ [][TraceNext]_traceVars

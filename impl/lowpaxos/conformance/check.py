@@ -40,7 +40,7 @@ SPEC_DIR = REPO / "spec"
 CONFORMANCE_DIR = REPO / "conformance"
 MODULE = "TraceCheck"
 LOG_LINES_MAX = 6  # log entries shown per replica in a report (the last ones)
-TRACE_VARIABLES = ("l",)  # the trace spec's own variables; every other one is the spec's
+TRACE_VARIABLES = ("l", "seen")  # the trace specs' own variables; the others are the spec's
 
 
 def spec_variables(state: dict[str, str]) -> list[str]:

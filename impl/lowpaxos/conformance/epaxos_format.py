@@ -675,6 +675,7 @@ def write_config(model: Model, invariants, init: str = "TraceInit", next_: str =
         "    Interferes <- TraceInterferes",
         "    RecoveryBallot <- TraceRecoveryBallot",
         "    LocalDeps <- TraceLocalDeps",
+        "    LocalSeq <- TraceLocalSeq",
         f"INIT {init}",
         f"NEXT {next_}",
         *(f"INVARIANT {name}" for name in invariants or ()),
