@@ -638,9 +638,11 @@ def write_module(trace: Trace, plans: list[PlannedEvent], name: str,
 
 
 # Constants of the spec that only restrict what its models explore (who proposes, who
-# recovers whose instances): a trace is checked with every replica in each. The set
-# is read from the spec being checked (check.py reads it before write_config).
+# recovers whose instances, whether refusals send Nacks): a trace is checked with the
+# unrestricted value, every replica or TRUE. The set of constants is read from the
+# spec being checked (check.py reads it before write_config).
 _ALL_REPLICAS_CONSTANTS = ("Proposers", "Recoverers", "RecoveredLeaders")
+_TRUE_CONSTANTS = ("SendNacks",)
 _spec_constants: set[str] = set(_ALL_REPLICAS_CONSTANTS)
 
 
@@ -669,6 +671,7 @@ def write_config(model: Model, invariants, init: str = "TraceInit", next_: str =
         "    NoOp <- TraceNoOp",
         *(f"    {name} = {{" + ", ".join(str(r) for r in range(1, model.replicas + 1)) + "}"
           for name in _ALL_REPLICAS_CONSTANTS if name in _spec_constants),
+        *(f"    {name} = TRUE" for name in _TRUE_CONSTANTS if name in _spec_constants),
         f"    MaxInstance = {model.max_instance}",
         f"    MaxRound = {model.max_round}",
         f"    FastQuorumSize = {model.fast_quorum}",
