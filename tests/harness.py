@@ -137,8 +137,8 @@ def _start_election(core) -> Effects:
 # A probe has: REACH and reach (what the schedules produced), recovering(core) (up but
 # without its state: counts as down for the crash budget), timeout_ticks(config) (the
 # timeout that makes a replica act on its own: election, view change, recovery),
-# wants_trace (whether the machine collects the spec-level trace events for it),
-# observe(cores) (safety, after every simulator event) and finish(sim, trace, where)
+# wants_trace (whether the machine collects the spec-level trace events for it, and
+# gives the probe the list: attach_trace), observe(cores) (safety, after every simulator event) and finish(sim, trace, where)
 # (what is checked of the whole run, after liveness).
 
 
@@ -146,6 +146,11 @@ class ProbeBase:
     """What a probe has unless it says otherwise: no trace, nothing checked at the end."""
 
     wants_trace = False
+
+    def attach_trace(self, trace: list[dict]) -> None:
+        """The list the simulator appends the run's trace events to (wants_trace):
+        ``observe`` may read what the last step added."""
+        self.trace = trace
 
     def finish(self, sim, trace: list[dict] | None, where: str = "") -> None:
         """Checks of the whole run, after the clients finished and the replicas
@@ -360,3 +365,160 @@ def crash_budget(spec, config) -> int | None:
     if spec.rows_durable(config):
         return None
     return (config.replicas - 1) // 2
+
+
+class EPaxosProbe(ProbeBase):
+    """Safety and reach of EPaxos cores (impl/lowpaxos/protocols/epaxos), read after
+    every simulator event; the whole run's dependency graph checked at the end.
+
+    Safety, every step: a committed instance holds the same (batch, seq, deps) at every
+    replica and never changes (SOSP 2013 §4.5 / TR §4.6, stability and agreement),
+    read from the core's own instance (not from the trace) for every instance the step's
+    trace events name, and for every instance a restarted core loaded; two
+    replicas that executed the same instances (the same executed frontier vector: an
+    instance space executes in order, so the executed set is a vector) hold the same
+    KVS digest; the cores check their own invariants after every step (the machine's
+    invariant calls check_invariants too).
+
+    At the end (``finish``), over the spec-level trace of the run (the EPaxos contract's
+    events): the networkx checker (lowpaxos.check.epaxos_graph.check_events:
+    agreement, consistency of interfering instances, execution against the
+    condensation, one order of interfering instances everywhere), and no replica ever
+    dropped a Commit that disagreed with its committed value.
+
+    Reach (from the trace): commits by path (fast, slow, recovered), recoveries started
+    (StartRecovery), instances recovered concurrently (two replicas started recovery of
+    one instance before anyone committed it: Sutra 2019's scenario), recoveries that
+    committed a NOP (nobody held the batch: case 5), executed components of more than one
+    instance (a dependency cycle), restarts.
+    """
+
+    REACH = ("fast_commits", "slow_commits", "recovered_commits", "recoveries_started",
+             "concurrent_recoveries", "noop_commits", "cycles_executed", "restarts")
+    wants_trace = True
+
+    def __init__(self, replicas: int) -> None:
+        self.replicas = replicas
+        self.committed: dict[tuple[int, int], tuple[object, int]] = {}  # inst -> (value, replica)
+        self.digest_at: dict[tuple[int, ...], tuple[int, str]] = {}
+        self.reach = dict.fromkeys(self.REACH, 0)
+        # Per replica: [the core object, its step count, its executed vector] when last read.
+        self._seen: list[list | None] = [None] * replicas
+        self.trace: list[dict] = []
+        self._trace_read = 0  # events of self.trace already looked at
+
+    @staticmethod
+    def recovering(core) -> bool:
+        """Never: a restarted EPaxos replica has its disk."""
+        return False
+
+    @staticmethod
+    def timeout_ticks(config) -> int:
+        """How long a replica waits on an uncommitted instance before it recovers it
+        (drawn from [recovery_ticks, 2*recovery_ticks), TR §4.5)."""
+        return config.recovery_ticks
+
+    def observe(self, cores: list) -> None:
+        # The instances the latest steps touched, as their trace events name them.
+        trace = self.trace
+        touched = set()
+        while self._trace_read < len(trace):
+            event = trace[self._trace_read]
+            self._trace_read += 1
+            state = event.get("state")
+            if state and "inst" in state and state["status"] in ("committed", "executed"):
+                touched.add((event["replica"], tuple(state["inst"])))
+        for replica, inst in touched:
+            core = cores[replica]
+            instance = core.instances.get(inst) if core is not None else None
+            if instance is not None:
+                self._check_instance(replica, inst, instance)
+        for replica, core in enumerate(cores):
+            if core is None:
+                continue
+            seen = self._seen[replica]
+            if seen is None or seen[0] is not core:
+                if seen is not None or core.instances or core.executed_count:
+                    self.reach["restarts"] += 1
+                seen = self._seen[replica] = [core, -1, None]
+                self._check_all(replica, core)  # what it loaded from its disk
+            if core.steps == seen[1]:
+                continue  # no step since the last read: nothing changed
+            seen[1] = core.steps
+            executed = tuple(core.executed)
+            if executed != seen[2]:
+                seen[2] = executed
+                digest = core.kvs.digest()
+                first = self.digest_at.setdefault(executed, (replica, digest))
+                assert first[1] == digest, (
+                    f"replicas {first[0]} and {replica} executed the instances up to "
+                    f"{list(executed)} but hold different states ({first[1]} != {digest})")
+
+    def _check_all(self, replica: int, core) -> None:
+        for inst, instance in core.instances.items():
+            self._check_instance(replica, inst, instance)
+
+    def _check_instance(self, replica: int, inst, instance) -> None:
+        if instance.status.value not in ("committed", "executed"):
+            return
+        value = (instance.batch, instance.seq, instance.deps)
+        known = self.committed.get(inst)
+        if known is None:
+            self.committed[inst] = (value, replica)
+        elif known[0] != value:
+            assert False, (
+                f"instance {inst}: replica {replica} holds it committed with "
+                f"(batch {_batch_name(value[0])}, seq {value[1]}, deps {list(value[2])}), "
+                f"replica {known[1]} with (batch {_batch_name(known[0][0])}, seq "
+                f"{known[0][1]}, deps {list(known[0][2])})")
+
+    def finish(self, sim, trace: list[dict] | None, where: str = "") -> None:
+        from lowpaxos.check.epaxos_graph import check_events
+
+        prefix = f"{where}: " if where else ""
+        conflicting = sim.drop_counts().get("core:conflicting_commit", 0)
+        assert conflicting == 0, f"{prefix}{conflicting} Commit(s) disagreed with a committed value"
+        assert trace is not None, "the EPaxos probe needs the trace events"
+        for replica, core in enumerate(sim.cores()):
+            if core is not None:
+                self._check_all(replica, core)
+        verdict = check_events(trace, self.replicas)
+        assert verdict["ok"], f"{prefix}dependency-graph check: {verdict['explanation']}"
+        self._count_reach(trace, verdict)
+
+    def _count_reach(self, trace: list[dict], verdict: dict) -> None:
+        first_commit: set[tuple[int, int]] = set()
+        recovering: dict[tuple[int, int], set[int]] = {}
+        concurrent: set[tuple[int, int]] = set()
+        for event in trace:
+            action = event.get("action")
+            state = event.get("state")
+            if not state or "inst" not in state:
+                continue  # a replica-wide event (Restart, Status, Collect)
+            inst = tuple(state["inst"])
+            if action == "Commit":
+                path = event.get("path")
+                if path in ("fast", "slow", "recovered"):
+                    self.reach[f"{path}_commits"] += 1
+                if path == "recovered" and state["batch"] == "noop":
+                    self.reach["noop_commits"] += 1
+            elif action == "StartRecovery":
+                self.reach["recoveries_started"] += 1
+                if inst not in first_commit:
+                    started = recovering.setdefault(inst, set())
+                    started.add(event["replica"])
+                    if len(started) >= 2:
+                        concurrent.add(inst)
+            if state["status"] in ("committed", "executed"):
+                first_commit.add(inst)
+        self.reach["concurrent_recoveries"] += len(concurrent)
+        self.reach["cycles_executed"] += int(verdict["counts"].get("largest_component", 0) > 1)
+
+
+def _batch_name(batch) -> str:
+    from lowpaxos.protocols.common import batch_id
+
+    return "none" if batch is None else batch_id(batch)
+
+
+PROBES["epaxos"] = EPaxosProbe
