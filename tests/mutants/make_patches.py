@@ -1,5 +1,7 @@
 """Regenerate tests/mutants/*.patch from (name, file, old, new, description) after the
-code they mutate has moved. Each old text must occur exactly once."""
+code they mutate has moved. Each old text must occur exactly once.
+
+Usage: python tests/mutants/make_patches.py [NAME ...]  (no names: every patch)."""
 import difflib, pathlib, sys
 root = pathlib.Path(__file__).resolve().parents[2]
 C = "impl/lowpaxos/protocols/lowpaxos/core.py"
@@ -7,6 +9,7 @@ K = "impl/lowpaxos/kvs.py"
 D = "impl/lowpaxos/protocols/lowpaxos/durable.py"
 M = "impl/lowpaxos/protocols/lowpaxos/messages.py"
 VC = "impl/lowpaxos/protocols/vr/core.py"
+EC = "impl/lowpaxos/protocols/epaxos/core.py"
 MUTANTS = [
  ("accept_lower_ballot", C, "        if ballot < self.promised:\n            self._drop(\"stale_ballot\")",
   "        if False and ballot < self.promised:\n            self._drop(\"stale_ballot\")",
@@ -183,9 +186,71 @@ MUTANTS = [
   "        self._leave_primary()\n        self.view = view\n        if self.status is not Status.NORMAL:\n            self._set_status(Status.NORMAL, action)\n        self._reset_view_change()\n        self._persist_view(effects)",
   "        self._leave_primary()\n        for held in [o for o in self.log if o > self.commit]:\n            del self.log[held]\n        self.op = self.commit\n        if self.sync:\n            effects.persist.append(SaveEntries(self.commit, ()))\n        self.view = view\n        if self.status is not Status.NORMAL:\n            self._set_status(Status.NORMAL, action)\n        self.last_normal_view = view\n        self._reset_view_change()\n        self._persist_view(effects)",
   "VR: the state-transfer pitfall (§5.2 read literally): a replica joining a later view by a Prepare truncates its log to its commit-number and is normal in that view at once."),
+ # ---- EPaxos (issue 9, helper h6): the issue's classes, docs/testing.md "EPaxos mutants".
+ ("epaxos_slow_path_deps_not_merged", EC,
+  "        deps = list(instance.deps)\n        for reply in replies:\n            deps = [max(a, b) for a, b in zip(deps, reply.deps)]",
+  "        deps = list(instance.deps)",
+  "EPaxos: the slow path keeps the leader's own deps instead of the union over the majority's replies (SOSP §4.3 Phase 1 step 13)."),
+ ("epaxos_fast_path_on_disagreement", EC,
+  "            agree = all(r.unchanged and (r.seq, r.deps) == drive.initial for r in replies)",
+  "            agree = True",
+  "EPaxos: the leader takes the fast path on any 2F - 1 replies, whatever attributes they report."),
+ ("epaxos_fast_path_on_equal_seq", EC,
+  "            agree = all(r.unchanged and (r.seq, r.deps) == drive.initial for r in replies)",
+  "            agree = all(r.seq == drive.initial[0] for r in replies)",
+  "EPaxos: the fast path is taken when the replies' seq equals the leader's, whatever their deps."),
+ ("epaxos_single_ballot", EC,
+  ("            instance.ballot = ballot\n            effects.persist.append(SaveInstance(instance.record()))\n        drive = Drive(",
+   "        elif message.ballot > instance.ballot:\n            instance.ballot = message.ballot\n"),
+  ("            instance.ballot = instance.vballot = ballot\n            effects.persist.append(SaveInstance(instance.record()))\n        drive = Drive(",
+   "        elif message.ballot > instance.ballot:\n            instance.ballot = instance.vballot = message.ballot\n"),
+  "EPaxos: one ballot variable per instance, as the published recovery (Sutra 2019): a promise also becomes the ballot of the value held, so a fast-path witness no longer looks pre-accepted at the initial ballot."),
+ ("epaxos_preaccept_reply_not_persisted", EC,
+  "        instance = self._set(inst, PREACCEPTED, message.ballot, message.ballot, message.batch,\n                             seq, deps, unchanged, effects)",
+  "        instance = self._set(inst, PREACCEPTED, message.ballot, message.ballot, message.batch,\n                             seq, deps, unchanged, Effects())",
+  "EPaxos: an acceptor answers PreAcceptOK without persisting the pre-accepted value (the reference implementation's durability bug)."),
+ ("epaxos_execute_by_arrival", EC,
+  "                for member in component:\n                    self._execute(member, effects)",
+  "                for member in sorted(component, key=lambda m: (self.instances[m].commit_tick, m)):\n                    self._execute(member, effects)",
+  "EPaxos: inside a strongly connected component, instances execute in the order they were committed here, not by (seq, replica, instance)."),
+ ("epaxos_read_ignores_writes", EC,
+  "        for key in reads:\n            merge(self.write_inst.get(key, zero))",
+  "        for key in reads:\n            pass",
+  "EPaxos: a read takes no dependency on the writes of its key (a read that does not interfere with a write)."),
+ ("epaxos_recovery_ignores_accepted", EC,
+  "        if accepted:\n            chosen = max(accepted, key=lambda r: r.vballot)",
+  "        if False:\n            chosen = max(accepted, key=lambda r: r.vballot)",
+  "EPaxos: recovery skips case 2: an accepted value (perhaps committed on the slow path) is not re-proposed."),
+ ("epaxos_recovery_lowest_vballot", EC,
+  "            chosen = max(accepted, key=lambda r: r.vballot)",
+  "            chosen = min(accepted, key=lambda r: r.vballot)",
+  "EPaxos: recovery case 2 re-proposes the accepted value of the lowest vballot instead of the highest."),
+ ("epaxos_fast_quorum_one_short", EC,
+  "        self.fast_peers_needed = max(config.fast_quorum_size - 1, 0)",
+  "        self.fast_peers_needed = max(config.fast_quorum_size - 2, 0)",
+  "EPaxos: the fast quorum is one replica too small (for N = 3 the leader alone)."),
+ ("epaxos_fast_commit_after_promise", EC,
+  ("        if drive is not None and drive.ballot != instance.ballot:\n            self._abandon(drive)\n        self._watch(inst)",
+   "        instance = self.instances[drive.inst]\n        if instance.ballot != drive.ballot:\n            return self._abandon(drive)  # we promised a higher ballot: never commit here"),
+  ("        self._watch(inst)",
+   "        instance = self.instances[drive.inst]"),
+  "EPaxos: a command leader that promised a recoverer a higher ballot goes on and commits its instance on the fast path."),
+ ("epaxos_slow_commit_one_short", EC,
+  "        if len(drive.replies) >= self.f:\n            self._commit(",
+  "        if len(drive.replies) >= self.f - 1:\n            self._commit(",
+  "EPaxos: Phase 2 commits with one AcceptOK fewer than F (for N = 3, the leader's own accept alone)."),
+ ("epaxos_collect_one_peer_left_out", EC,
+  "        target = [min([self.executed[r]] + [self.peer_executed[p][r] for p in self.peers])",
+  "        target = [min([self.executed[r]] + [self.peer_executed[p][r] for p in self.peers[1:]])",
+  "EPaxos: collection leaves one peer out of the minimum: instances are dropped before every replica executed them."),
 ]
 out = root / "tests/mutants"
+chosen = set(sys.argv[1:])
+unknown = chosen - {m[0] for m in MUTANTS}
+assert not unknown, f"no such mutant: {sorted(unknown)}"
 for name, path, old, new, desc in MUTANTS:
+    if chosen and name not in chosen:
+        continue
     text = (root / path).read_text()
     # One replacement, or several (tuples of equal length) for a bug that spans lines
     # in more than one place; each old text must occur exactly once.

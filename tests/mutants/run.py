@@ -33,6 +33,8 @@ TEST_ORDER = [
     "tests/test_kvs.py",
     "tests/test_lowpaxos_core.py",
     "tests/test_vr_core.py",
+    "tests/test_epaxos_graph.py",
+    "tests/test_epaxos_core.py",
     "tests/test_sim.py",
     "tests/test_stateful.py",
     "tests/test_storage_crash.py",
@@ -44,7 +46,15 @@ GENERIC_ORDER = [
     "tests/test_stateful.py::TestCluster",
     "tests/test_stateful.py::TestClusterVRSync",
     "tests/test_stateful.py::TestClusterVRDiskless",
+    "tests/test_stateful.py::TestClusterEPaxos",
 ]
+# A mutant confined to one protocol's package meets only that protocol's generic tests
+# under --generic (the others cannot run its code): pytest arguments, in order.
+GENERIC_FOR = {
+    "impl/lowpaxos/protocols/epaxos/": [
+        "tests/test_stateful.py::test_hostile_schedule", "tests/test_stateful.py::TestClusterEPaxos",
+        "-k", "epaxos or EPaxos"],
+}
 # What the simulator runs: a mutant elsewhere (the runtime's storage or its network
 # loop) is out of reach of the generic tests and --generic leaves it out, saying so.
 SIMULATED = ("impl/lowpaxos/protocols/", "impl/lowpaxos/kvs.py", "impl/lowpaxos/transfer.py")
@@ -89,7 +99,10 @@ def run_mutant(patch: pathlib.Path, order: list[str] = TEST_ORDER,
         # The copy's package shadows the editable install of the real tree.
         env["PYTHONPATH"] = f"{tree / 'impl'}{os.pathsep}{tree}"
         env.setdefault("HYPOTHESIS_PROFILE", "ci")
-        tests = [t for t in order if (tree / t.split("::")[0]).exists()]
+        # Test paths that exist in the copy, and pytest options (GENERIC_FOR's -k) as given.
+        tests = [item for position, item in enumerate(order)
+                 if item.startswith("-") or (position and order[position - 1] == "-k")
+                 or (tree / item.split("::")[0]).exists()]
         probe = subprocess.run([sys.executable, "-c", "import lowpaxos; print(lowpaxos.__file__)"],
                                cwd=tree, env=env, capture_output=True, text=True)
         assert probe.stdout.strip().startswith(str(tree)), f"mutant copy not imported: {probe.stdout}"
@@ -164,8 +177,14 @@ def main(argv: list[str]) -> int:
     for patch in patches:
         description = patch.read_text().splitlines()[0].lstrip("# ")
         verdicts = []
+        chosen = order
+        if order is GENERIC_ORDER:
+            paths = re.findall(r"^\+\+\+ b/(\S+)", patch.read_text(), re.M)
+            for prefix, tests in GENERIC_FOR.items():
+                if paths and all(path.startswith(prefix) for path in paths):
+                    chosen = tests
         for _ in range(runs):
-            verdict, detail, seconds = run_mutant(patch, order, killers.get(patch.stem))
+            verdict, detail, seconds = run_mutant(patch, chosen, killers.get(patch.stem))
             if verdict == "killed" and record:
                 killers[patch.stem] = detail.split()[0]
             print(f"{verdict:8} {patch.stem:32} {seconds:6.1f}s  {detail}", flush=True)
