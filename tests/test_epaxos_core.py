@@ -665,7 +665,9 @@ def test_trace_events_carry_the_touched_instance_state():
     commit = by_action[("Commit", 0)]
     assert commit["path"] == "fast" and commit["state"]["status"] == "committed"
     execute = by_action[("Execute", 0)]
-    assert execute["order"] == 0 and execute["keys"] == {"read": [], "write": ["x"]}
+    assert execute["order"] == 0 and \
+        execute["keys"] == {"read": [], "write": ["x"], "clients": [1]}
+    assert by_action[("Propose", 0)]["keys"] == execute["keys"]
     assert execute["state"]["status"] == "executed"
     assert by_action[("HandleCommit", 2)]["state"]["status"] == "committed"
 

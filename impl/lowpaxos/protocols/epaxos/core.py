@@ -168,10 +168,12 @@ def footprint(batch: Batch) -> tuple[set[str], set[str], bool, bool, set[int]]:
 
 
 def batch_keys(batch: Batch) -> dict:
-    """The trace's "keys" of an Execute event: what the batch reads and writes."""
-    reads, writes, read_all, _, _ = footprint(batch)
+    """The trace's "keys" of a batch: what it reads and writes ("*": every key) and the
+    clients whose session rows it writes (one client's instances interfere, Conflicts),
+    so that checkers decide interference from the trace alone."""
+    reads, writes, read_all, _, clients = footprint(batch)
     read = sorted(reads | ({ALL_KEYS} if read_all else set()))
-    return {"read": read, "write": sorted(writes)}
+    return {"read": read, "write": sorted(writes), "clients": sorted(clients)}
 
 
 class Conflicts:
@@ -523,7 +525,7 @@ class EPaxosReplica:
         targets = self.fast_targets if self.config.thrifty else self.peers
         for peer in targets:
             effects.send.append((peer, message))
-        self._trace(effects, "Propose", None, None, inst)
+        self._trace(effects, "Propose", None, None, inst, keys=batch_keys(batch))
         self._preaccept_progress(drive, effects)  # N = 1 commits at once
 
     # ---------------------------------------------------------------- Phase 1
