@@ -641,8 +641,10 @@ def write_module(trace: Trace, plans: list[PlannedEvent], name: str,
 # recovers whose instances, whether refusals send Nacks): a trace is checked with the
 # unrestricted value, every replica or TRUE. The set of constants is read from the
 # spec being checked (check.py reads it before write_config).
-_ALL_REPLICAS_CONSTANTS = ("Proposers", "Recoverers", "RecoveredLeaders")
+_ALL_REPLICAS_CONSTANTS = ("Proposers", "Recoverers", "RecoveredLeaders", "Executing")
 _TRUE_CONSTANTS = ("SendNacks",)
+# The bound of a state constraint that the trace's configuration does not use.
+_UNUSED_BOUNDS = ("MaxMessages",)
 _spec_constants: set[str] = set(_ALL_REPLICAS_CONSTANTS)
 
 
@@ -672,6 +674,7 @@ def write_config(model: Model, invariants, init: str = "TraceInit", next_: str =
         *(f"    {name} = {{" + ", ".join(str(r) for r in range(1, model.replicas + 1)) + "}"
           for name in _ALL_REPLICAS_CONSTANTS if name in _spec_constants),
         *(f"    {name} = TRUE" for name in _TRUE_CONSTANTS if name in _spec_constants),
+        *(f"    {name} = 0" for name in _UNUSED_BOUNDS if name in _spec_constants),
         f"    MaxInstance = {model.max_instance}",
         f"    MaxRound = {model.max_round}",
         f"    FastQuorumSize = {model.fast_quorum}",
