@@ -143,7 +143,7 @@ def persisted_first(durable, message) -> None:
             f"Commit sent before it was persisted: {record}"
     elif kind in (m.PreAccept, m.Accept, m.Prepare):
         assert record is not None and record.ballot == message.ballot, \
-            f"{kind.__name__} sent before its own promise was persisted: {record}"
+            f"{message} sent before its own promise was persisted: {record}"
 
 
 def put(key: str, value: bytes, client: int = 1, request: int = 1) -> Command:

@@ -1029,6 +1029,9 @@ class EPaxosReplica:
                 continue
             drive.sent_tick = self.now
             inst = drive.inst
+            if self.instances[inst].ballot != drive.ballot:
+                self._abandon(drive)  # a higher ballot was promised since
+                continue
             if drive.phase == "preaccept":
                 self._preaccept_progress(drive, effects, timed_out=True)
                 if self.drives.get(inst) is not drive or drive.phase != "preaccept":
@@ -1131,6 +1134,9 @@ class EPaxosReplica:
         instance.deps = deps
         instance.unchanged = unchanged
         effects.persist.append(SaveInstance(instance.record()))
+        drive = self.drives.get(inst)
+        if drive is not None and drive.ballot != ballot:
+            self._abandon(drive)  # we promised another's higher ballot: our phase is over
         if batch is not None:
             self.conflicts.record(inst, batch, seq)
         if status in (PREACCEPTED, ACCEPTED) and inst not in self.drives:
