@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -180,44 +179,7 @@ def sim_trace(run: SimRun, path: Path) -> dict:
                              client_backoff_us=2 * tick_us, trace_events=ndjson_writer(file))
         limits = RunLimits(safety_us=safety_us, liveness_us_max=20_000 * tick_us,
                            settle_us_max=2_000 * tick_us, wall_s_max=120.0)
-        if run.protocol == "epaxos":
-            with epaxos_batch_footprints():
-                return run_sim(spec, config, options, plan, limits, protocol=run.protocol)
         return run_sim(spec, config, options, plan, limits, protocol=run.protocol)
-
-
-@contextlib.contextmanager
-def epaxos_batch_footprints():
-    """While a traced EPaxos run lasts: every batch's footprint on its Propose line, with
-    the clients of the batch (the core's conflict tables make one client's instances
-    interfere: core.Conflicts), which spec/EPaxos.tla needs to compute seq and deps.
-
-    A bridge until the core logs them itself (reported to the lead): the core's
-    ``batch_keys`` names keys only, and only Commit, HandleCommit and Execute lines
-    carry it. Nothing the core decides changes; where the core already logs a field,
-    it is kept as logged."""
-    from lowpaxos.protocols.epaxos import core as epaxos_core
-
-    original_keys = epaxos_core.batch_keys
-    original_trace = epaxos_core.EPaxosReplica._trace
-
-    def batch_keys(batch):
-        keys = original_keys(batch)
-        keys.setdefault("clients", sorted({command.client_id for command in batch}))
-        return keys
-
-    def trace(self, effects, action, source, message, inst, **extra):
-        if action == "Propose" and "keys" not in extra and inst in self.instances:
-            extra["keys"] = batch_keys(self.instances[inst].batch)
-        return original_trace(self, effects, action, source, message, inst, **extra)
-
-    epaxos_core.batch_keys = batch_keys
-    epaxos_core.EPaxosReplica._trace = trace
-    try:
-        yield
-    finally:
-        epaxos_core.batch_keys = original_keys
-        epaxos_core.EPaxosReplica._trace = original_trace
 
 
 def mutant_trace(patch: Path, run: SimRun, path: Path, timeout_s: float = 300.0) -> tuple[bool, str]:
