@@ -107,6 +107,7 @@ MACHINE_KEYS: dict[str, int] = {"epaxos": 3}
 
 REACH_TOTAL: defaultdict[str, Counter] = defaultdict(Counter)  # by variant
 REACH_HOSTILE: defaultdict[str, Counter] = defaultdict(Counter)
+REACH_SENDER_CUT: defaultdict[str, Counter] = defaultdict(Counter)
 
 
 class ClusterMachine(RuleBasedStateMachine):
@@ -155,6 +156,16 @@ class ClusterMachine(RuleBasedStateMachine):
         return [f for f in self.sim.pending_messages()
                 if f.source < REPLICAS and f.target < REPLICAS]
 
+    def _pick_by_kind(self, pick: int):
+        """A replica message in flight, every kind pending equally likely: periodic
+        traffic (heartbeats, status) outnumbers the rare kinds (a leader's Accepts and
+        Commits, a recoverer's Prepares), which the faults aimed at senders need most."""
+        pending = self._replica_traffic()
+        kinds = sorted({f.type_name for f in pending})
+        kind = kinds[pick % len(kinds)]
+        of_kind = [f for f in pending if f.type_name == kind]
+        return of_kind[(pick // len(kinds)) % len(of_kind)]
+
     # ---- the passage of time and the workload ----
 
     @rule(events=st.integers(1, 60))
@@ -181,7 +192,7 @@ class ClusterMachine(RuleBasedStateMachine):
         """Every pending replica message of one kind (all promises, all prepares, ...),
         in a shuffled order: promises in every order, prepares of competing candidates."""
         pending = self._replica_traffic()
-        kind = pending[pick % len(pending)].type_name
+        kind = self._pick_by_kind(pick).type_name
         chosen = [f.msg_id for f in pending if f.type_name == kind]
         order.shuffle(chosen)
         for msg_id in chosen:
@@ -199,7 +210,7 @@ class ClusterMachine(RuleBasedStateMachine):
     def drop_all_from_a_sender(self, pick):
         """Everything one replica has in flight is lost: its proposal reaches nobody."""
         pending = self._replica_traffic()
-        source = pending[pick % len(pending)].source
+        source = self._pick_by_kind(pick).source
         for flight in pending:
             if flight.source == source:
                 self.sim.drop(flight.msg_id)
@@ -214,8 +225,7 @@ class ClusterMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 10_000))
     def hold_message(self, pick):
         """Take a replica message off the wire; replay_held delivers it much later."""
-        pending = self._replica_traffic()
-        flight = pending[pick % len(pending)]
+        flight = self._pick_by_kind(pick)
         self.held.append(flight)
         self.sim.drop(flight.msg_id)
 
@@ -241,9 +251,7 @@ class ClusterMachine(RuleBasedStateMachine):
     def isolate_a_sender(self, pick):
         """Cut off a replica that has messages in flight (they are cut too): in a
         leader-based protocol, most often the leader with its Accepts under way."""
-        pending = self._replica_traffic()
-        source = pending[pick % len(pending)].source
-        self.partition(source)
+        self.partition(self._pick_by_kind(pick).source)
 
     @rule(a=st.integers(0, REPLICAS - 1), b=st.integers(0, REPLICAS - 1))
     def bridge(self, a, b):
@@ -297,8 +305,7 @@ class ClusterMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 10_000))
     def crash_a_sender(self, pick):
         """Crash a replica whose messages are still in flight; they arrive after it died."""
-        pending = self._replica_traffic()
-        self.sim.crash(pending[pick % len(pending)].source)
+        self.sim.crash(self._pick_by_kind(pick).source)
 
     @precondition(lambda self: self._may_crash() and self._replica_traffic())
     @rule(pick=st.integers(0, 10_000))
@@ -306,8 +313,7 @@ class ClusterMachine(RuleBasedStateMachine):
         """Deliver a message, lose every reply to it, crash the receiver: what it
         persisted stays, what it meant to tell the others is gone (a crash between
         accepting and replying)."""
-        pending = self._replica_traffic()
-        flight = pending[pick % len(pending)]
+        flight = self._pick_by_kind(pick)
         newest = max(f.msg_id for f in self.sim.pending_messages())
         self.sim.deliver_now(flight.msg_id)
         for reply in self.sim.pending_messages():
@@ -466,6 +472,12 @@ def hostile_run(seed: int, variant: str = "lowpaxos") -> dict:
             sim.restart(value)
     sim.cut_links = set()
     sim.run_until(HOSTILE_WINDOW_US, events_max=2_000_000)
+    return settle_and_check(sim, probe, trace, where)
+
+
+def settle_and_check(sim: Simulator, probe, trace: list[dict] | None, where: str) -> dict:
+    """The end of a seeded run: every replica up on a clean network, the clients finish,
+    the replicas converge, the probe's whole-run checks, linearizability; the reach."""
     sim.end_faults()
     sim.options = dataclasses.replace(sim.options, ops=sim.ops_issued)
     assert sim.run_until_quiet(sim.now_us + LIVENESS_US_MAX, events_max=3_000_000,
@@ -482,6 +494,98 @@ def hostile_run(seed: int, variant: str = "lowpaxos") -> dict:
     if any(hasattr(core, "transfers_installed") for core in sim.cores()):
         reach["transfers_installed"] = sum(core.transfers_installed for core in sim.cores())
     return reach
+
+
+# ---- Seeded sender cuts: a replica cut off the moment it sends one kind of message ----
+
+# Seeds per variant. Each run cuts SENDER_CUTS replicas off, one after another, each at
+# the very step it sends a message of a chosen kind (kinds in rotation, by name, over
+# those seen so far; none is named here), for three timeouts, with a timeout of calm
+# after each: a leader cut off with its second-phase messages and its commit all in
+# flight, a recoverer cut off with its prepares, an acceptor with its replies. A fault
+# plan's random times almost never fall inside one message's flight time.
+SENDER_CUT_SEEDS = {"epaxos": range(4)}
+SENDER_CUTS = 8
+
+
+def sender_cut_run(seed: int, variant: str) -> dict:
+    protocol, options = VARIANTS[variant]
+    spec = PROTOCOLS[protocol]
+    config = spec.make_config(REPLICAS, **config_options(protocol, options, seed % SHAPES))
+    timeout_us = PROBES[protocol].timeout_ticks(config) * TICK_US
+    probe = PROBES[protocol](REPLICAS)
+    trace: list[dict] | None = [] if probe.wants_trace else None
+    if trace is not None:
+        probe.attach_trace(trace)
+    lines: list[str] = []
+    cell: list[Simulator] = []
+
+    def observe(line: str) -> None:
+        lines.append(line)
+        probe.observe(cell[0].cores())
+
+    sim = Simulator(spec, config, SimOptions(
+        replicas=REPLICAS, clients=3, ops=1_000_000, keys=MACHINE_KEYS.get(protocol, 12),
+        value_bytes=40, seed=seed, tick_us=TICK_US, print_events=observe,
+        trace_events=trace.append if trace is not None else None))
+    cell.append(sim)
+    kinds: set[str] = set()
+    cuts = []
+    sim.run_until(timeout_us, events_max=2_000_000)
+    for cut in range(SENDER_CUTS):
+        target = None
+        give_up_us = sim.now_us + 2 * timeout_us  # the kind may not be sent again soon
+        for _ in range(200_000):
+            if sim.now_us > give_up_us:
+                break
+            lines.clear()
+            if not sim.step():
+                break
+            sender, sent = sent_by(lines)
+            kinds.update(sent)
+            wanted = sorted(kinds)[(seed + cut) % len(kinds)] if kinds else None
+            if sender is not None and wanted in sent:
+                target = (sender, wanted)
+                break
+        if target is None:
+            continue
+        cuts.append(f"r{target[0]} at its {target[1]}")
+        sim.partition(((target[0],), tuple(r for r in range(REPLICAS) if r != target[0])))
+        sim.run_until(sim.now_us + 3 * timeout_us, events_max=2_000_000)
+        sim.heal()
+        sim.run_until(sim.now_us + timeout_us // 2, events_max=2_000_000)
+    return settle_and_check(sim, probe, trace,
+                            f"{variant} seed {seed} (sender cuts: {', '.join(cuts)})")
+
+
+def sent_by(lines: list[str]) -> tuple[int | None, set[str]]:
+    """The replica whose step logged ``lines`` and the kinds of the replica messages it
+    put on the wire (the simulator's event line: "t=T rN what ... -> Kind>rM:mID ...")."""
+    for line in lines:
+        head, _, sends = line.partition(" -> ")
+        words = head.split()
+        if len(words) < 2 or not words[1][:1] == "r" or not words[1][1:].isdigit():
+            continue
+        kinds = {word.split(">")[0] for word in sends.split()
+                 if ">r" in word and ":m" in word}
+        if kinds:
+            return int(words[1][1:]), kinds
+    return None, set()
+
+
+@pytest.mark.parametrize("variant,seed", [
+    pytest.param(variant, seed, id=f"{variant}-{seed}")
+    for variant, seeds in SENDER_CUT_SEEDS.items() for seed in seeds])
+def test_sender_cut_schedule(variant, seed):
+    """A replica cut off at the step it sends a message of one kind (every kind in turn),
+    for three timeouts: safety at every event, then liveness, convergence, the probe's
+    whole-run checks and linearizability."""
+    reach = sender_cut_run(seed, variant)
+    totals = REACH_SENDER_CUT[variant]
+    totals["examples"] += 1
+    for name, count in reach.items():
+        totals[name] += count
+        totals[f"examples_with_{name}"] += bool(count)
 
 
 @pytest.mark.parametrize("variant,seed", [
@@ -519,7 +623,8 @@ def print_reach(request):
     yield
     lines = [line for variant in VARIANTS
              for line in (reach_line(f"{variant} stateful reach", REACH_TOTAL[variant]),
-                          reach_line(f"{variant} hostile-plan reach", REACH_HOSTILE[variant]))
+                          reach_line(f"{variant} hostile-plan reach", REACH_HOSTILE[variant]),
+                          reach_line(f"{variant} sender-cut reach", REACH_SENDER_CUT[variant]))
              if line]
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
@@ -530,3 +635,48 @@ def print_reach(request):
         reporter.write_line("")
         for line in lines:
             reporter.write_line(line)
+
+
+# ---- Scripted schedules: a fault the seeded sweeps did not reach, written out ----
+
+
+def test_epaxos_leader_lost_with_its_accepts_commits_nothing_alone():
+    """EPaxos, SOSP 2013 §4.3 Phase 2: a slow-path leader commits only with F AcceptOKs
+    besides its own. Schedule: replicas 1 and 2 each hold an instance on key k that
+    nobody else has seen (their PreAccepts lost); replica 0 proposes on k, replica 1's
+    PreAcceptOK reports the extra dependency, so replica 0 takes the slow path; every
+    Accept (and anything else) it sends is lost and it crashes. Replicas 1 and 2
+    recover its instance: case 4, a fresh Phase 1 that now also finds replica 2's
+    instance. When replica 0 comes back, every replica must hold one committed value.
+    The seeded sweeps never cut a slow-path leader off inside the flight time of its
+    Accepts with the attributes differing (docs/testing.md, EPaxos mutants)."""
+    from tests.test_epaxos_core import Cluster, m
+
+    cluster = Cluster(3, batching=False)
+    cluster.request(1, "put", "k", b"y", client=2)
+    cluster.take()  # replica 1's PreAccept lost
+    cluster.request(2, "put", "k", b"z", client=3)
+    cluster.take()  # replica 2's PreAccept lost
+    cluster.request(0, "put", "k", b"x", client=1)
+    assert cluster.deliver_matching(m.PreAccept, source=0) == 1
+    assert cluster.deliver_matching(m.PreAcceptOK, target=0) == 1
+    sent = cluster.take(source=0)
+    assert {type(message) for _, _, message in sent} >= {m.Accept}, "the slow path"
+    cluster.crash(0)
+    inst = (0, 1)
+    for _ in range(2_000):
+        cluster.tick(1)
+        cluster.tick(2)
+        cluster.settle()
+        if cluster.committed(1, inst) and cluster.committed(2, inst):
+            break
+    assert cluster.committed(1, inst) is not None, "replicas 1 and 2 recover the instance"
+    cluster.restart(0)
+    for _ in range(2_000):  # replica 0 learns it by recovering its own instance (case 1)
+        cluster.tick_all()
+        cluster.settle()
+        if cluster.committed(0, inst):
+            break
+    values = {cluster.committed(replica, inst) for replica in range(3)}
+    assert len(values) == 1, f"instance {inst} committed with different values: {values}"
+    assert sum(core.drops.get("conflicting_commit", 0) for core in cluster.cores) == 0

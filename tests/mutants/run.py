@@ -52,8 +52,8 @@ GENERIC_ORDER = [
 # under --generic (the others cannot run its code): pytest arguments, in order.
 GENERIC_FOR = {
     "impl/lowpaxos/protocols/epaxos/": [
-        "tests/test_stateful.py::test_hostile_schedule", "tests/test_stateful.py::TestClusterEPaxos",
-        "-k", "epaxos or EPaxos"],
+        "tests/test_stateful.py::test_hostile_schedule", "tests/test_stateful.py::test_sender_cut_schedule",
+        "tests/test_stateful.py::TestClusterEPaxos", "-k", "epaxos or EPaxos"],
 }
 # What the simulator runs: a mutant elsewhere (the runtime's storage or its network
 # loop) is out of reach of the generic tests and --generic leaves it out, saying so.
