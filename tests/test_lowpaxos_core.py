@@ -119,6 +119,23 @@ def test_thrifty_sends_accept_to_one_follower_then_widens():
     assert first_target in (1, 2)
 
 
+def test_thrifty_prefers_the_closest_live_followers_by_peer_order():
+    """[2] With peer_order (the simulator fills it from its latency matrix) thrifty phase 2
+    sends to the closest live followers, not the next ones by id: on the five-site WAN
+    see docs/benchmarks.md (WAN p50 at 3 replicas from 138 to 35.5 ms)."""
+    order = ((4, 3, 2, 1), (0, 2, 3, 4), (1, 3, 4, 0), (2, 4, 0, 1), (3, 0, 1, 2))
+    cluster = Cluster(5, thrifty=True, batching=False, peer_order=order)
+    cluster.elect(0)
+    cluster.drop_all()
+    cluster.sent.clear()
+    cluster.submit(0, 1, "put", "k", b"v")
+    assert sorted(t for _, t, m in cluster.sent if isinstance(m, Accept)) == [3, 4]
+    with pytest.raises(ConfigError):
+        LowPaxosConfig(replicas=3, peer_order=((1, 2), (0, 2), (0, 0))).validate()
+    with pytest.raises(ConfigError):
+        LowPaxosConfig(replicas=3, peer_order=((1, 2), (0, 2))).validate()
+
+
 def test_not_thrifty_sends_accept_to_all():
     """[2] With thrifty off every follower gets every Accept."""
     cluster = Cluster(3, thrifty=False, batching=False)

@@ -31,6 +31,19 @@ def batch_size_bytes(batch: tuple[Command, ...]) -> int:
     return BATCH_OVERHEAD_BYTES + sum(command_size_bytes(c) for c in batch)
 
 
+def peer_order_error(peer_order: object, replicas: int) -> str | None:
+    """Why ``peer_order`` (for each replica, every other replica once, closest first) is
+    malformed for ``replicas`` replicas, or None. Thrifty protocols send to the closest
+    peers first; the drivers fill it from a latency matrix (sim/topology.py)."""
+    if not isinstance(peer_order, (tuple, list)) or len(peer_order) != replicas:
+        return "peer_order needs one list per replica"
+    for replica, order in enumerate(peer_order):
+        if not isinstance(order, (tuple, list)) or \
+                sorted(order) != [r for r in range(replicas) if r != replica]:
+            return f"peer_order[{replica}] must list every other replica once"
+    return None
+
+
 def batch_id(batch: tuple[Command, ...]) -> str:
     """A short stable name of a batch for traces: the spec sees a batch as one value."""
     if not batch:
@@ -40,4 +53,4 @@ def batch_id(batch: tuple[Command, ...]) -> str:
 
 
 __all__ = ["BATCH_OVERHEAD_BYTES", "COMMAND_OVERHEAD_BYTES", "batch_id", "batch_size_bytes",
-           "command_size_bytes"]
+           "command_size_bytes", "peer_order_error"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lowpaxos.protocols.common import peer_order_error
+
 # Replica ids fit the durable entry layout (durable.py: one deps column per replica).
 REPLICAS_MAX = 9
 
@@ -85,11 +87,9 @@ class EPaxosConfig:
             raise ConfigError(f"fast_quorum must be {self.quorum}..{self.replicas} "
                               f"(default {2 * self.f}), got {self.fast_quorum!r}")
         if self.peer_order is not None:
-            if len(self.peer_order) != self.replicas:
-                raise ConfigError("peer_order needs one list per replica")
-            for replica, order in enumerate(self.peer_order):
-                if sorted(order) != [r for r in range(self.replicas) if r != replica]:
-                    raise ConfigError(f"peer_order[{replica}] must list every other replica once")
+            error = peer_order_error(self.peer_order, self.replicas)
+            if error is not None:
+                raise ConfigError(error)
         for name in ("window_instances", "pending_commands_max", "preaccept_retry_ticks",
                      "accept_retry_ticks", "recovery_ticks", "prepare_retry_ticks",
                      "recoveries_started_per_tick_max", "status_ticks", "commit_resend_max",

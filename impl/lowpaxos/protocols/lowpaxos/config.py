@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lowpaxos.protocols.common import peer_order_error
+
 
 class ConfigError(ValueError):
     """A configuration that cannot run safely (for example quorums that do not intersect)."""
@@ -18,6 +20,10 @@ class LowPaxosConfig:
     q2: int | None = None
     # Thrifty phase 2: send Accept only to the Q2 - 1 followers needed, widen on delay.
     thrifty: bool = True
+    # Which followers thrifty phase 2 prefers among the live ones: for each replica the
+    # others, closest first (the simulator fills it from its latency matrix on the WAN);
+    # None: the next replicas by id.
+    peer_order: tuple[tuple[int, ...], ...] | None = None
     # Batching: many commands per slot, within one datagram's payload.
     batching: bool = True
     batch_bytes_max: int = 1200
@@ -108,6 +114,10 @@ class LowPaxosConfig:
         if not self.batch_bytes_max <= self.log_bytes_max <= self.transfer_log_bytes_max:
             raise ConfigError("batch_bytes_max <= log_bytes_max <= transfer_log_bytes_max "
                               "must hold")
+        if self.peer_order is not None:
+            error = peer_order_error(self.peer_order, n)
+            if error is not None:
+                raise ConfigError(error)
         if self.tombstone_slots < 0 or self.transfer_log_slots_max < 0:
             raise ConfigError("tombstone_slots and transfer_log_slots_max must not be negative")
         return self

@@ -511,10 +511,13 @@ class LowPaxosReplica:
         # Accepts (the others would need catch-up if the choice kept changing).
         live_ticks = 2 * self.config.heartbeat_ticks + self.config.accept_retry_ticks
         n = self.config.replicas
+        order = self.config.peer_order
+        closeness = ({peer: position for position, peer in enumerate(order[self.replica_id])}
+                     if order is not None else {})
 
         def rank(peer: int) -> tuple[bool, int]:
             live = self.now - self.peer_heard_tick.get(peer, -(10**9)) <= live_ticks
-            return (not live, (peer - self.replica_id) % n)
+            return (not live, closeness.get(peer, (peer - self.replica_id) % n))
 
         return sorted(self.peers, key=rank)[:needed]
 
