@@ -240,7 +240,9 @@ ProposeCommand(r, c) ==
     /\ proposed' = proposed \cup {[inst |-> inst, cmd |-> c]}
     /\ UNCHANGED executed
 
-Propose(r) == \E c \in Values : ProposeCommand(r, c)
+Propose(r) ==
+    /\ r \in Proposers
+    /\ \E c \in Values : ProposeCommand(r, c)
 
 \* r has answered a PreAccept or an Accept of inst at ballot b or above.
 RepliedAtOrAbove(r, inst, b) ==
@@ -329,11 +331,15 @@ HandlePreAcceptOK(r) == \E m \in msgs : HandlePreAcceptOKMessage(r, m)
 
 \* Ballot at least the promised one, not accepted at this ballot already:
 \* accept, persist, reply AcceptOK. Lower: Nack. Committed: dropped.
+\* A committed instance is final. (spec/broken/EPaxosAcceptAfterCommit.tla
+\* replaces this.)
+TakesAccept(r, inst) == status[r][inst] # "committed"
+
 HandleAcceptMessage(r, m) ==
     /\ m \in msgs
     /\ m.type = "Accept"
     /\ Owner(m.ballot) # r
-    /\ status[r][m.inst] # "committed"
+    /\ TakesAccept(r, m.inst)
     /\ \/ /\ BallotLeq(ballot[r][m.inst], m.ballot)
           /\ ~\E o \in msgs : o.type = "AcceptOK" /\ o.inst = m.inst /\ o.from = r
                               /\ BallotLeq(m.ballot, o.ballot)
@@ -407,7 +413,9 @@ StartRecoveryOf(r, inst) ==
        /\ Send([type |-> "Prepare", ballot |-> b, inst |-> inst])
     /\ UNCHANGED <<status, cmd, seq, deps, unchanged, executed, proposed, committedValues>>
 
-StartRecovery(r) == \E inst \in Instances : StartRecoveryOf(r, inst)
+StartRecovery(r) ==
+    /\ r \in Recoverers
+    /\ \E inst \in Instances : StartRecoveryOf(r, inst)
 
 \* A higher ballot: promise it, persist, reply PrepareOK with what r holds
 \* (its status, command, seq, deps, the ballot it holds them at and the
@@ -443,6 +451,9 @@ AsReport(o) ==
 ActedAt(inst, b) ==
     \E o \in msgs : o.type \in {"PreAccept", "Accept"} /\ o.inst = inst /\ o.ballot = b
 
+\* What case 5 commits: NoOp. (spec/broken/EPaxosInventedCommand.tla replaces it.)
+GapFiller(r, inst) == NoOp
+
 \* The decision of a recovery at ballot b from F + 1 reports (TR §4.5 with the
 \* contract's five cases, tried in order):
 \*  1. some report is committed: commit that value;
@@ -472,7 +483,7 @@ Recover(r, inst, b, reports) ==
     ELSE IF held # {} THEN
         \E x \in held : StartPreAccept(r, inst, b, x.cmd, x.seq, x.deps)
     ELSE
-        StartAccept(r, inst, b, NoOp, 0, [NoDeps EXCEPT ![L] = inst[2] - 1])
+        StartAccept(r, inst, b, GapFiller(r, inst), 0, [NoDeps EXCEPT ![L] = inst[2] - 1])
 
 \* The recoverer r, still at its ballot b and not yet decided, with F
 \* PrepareOKs from distinct other replicas (m completes them) and its own
@@ -593,6 +604,12 @@ ValueSymmetry == Permutations(Values)
 \* keeps every message, so this bounds the sends of a behaviour: it cuts off
 \* longer behaviours, not safety within the bound).
 MessageBound == Cardinality(msgs) <= MaxMessages
+
+\* State constraint of spec/EPaxos_recoveries.cfg (and its broken variant):
+\* no replica answers a leader's PreAccept at the initial ballot (it was
+\* lost), so its instance is settled by recoveries alone.
+LeaderPreAcceptLost ==
+    ~\E m \in msgs : m.type = "PreAcceptOK" /\ m.ballot = InitialBallot(m.inst)
 
 -----------------------------------------------------------------------------
 (* Safety.                                                                 *)

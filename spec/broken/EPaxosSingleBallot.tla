@@ -10,6 +10,10 @@
 (* chosen while another was committed.                                    *)
 (*                                                                         *)
 (* The configuration replaces VBallotOnPrepare by the operator below.     *)
+(* Its state constraint LeaderPreAcceptLost (in EPaxos.tla) keeps the    *)
+(* behaviours where the leader's PreAccept is lost, so that the instance  *)
+(* is settled by recoveries alone, as in Sutra's counterexample; the same *)
+(* model without the bug, spec/EPaxos_recoveries.cfg, passes.             *)
 (***************************************************************************)
 EXTENDS EPaxos
 
