@@ -10,10 +10,14 @@ and replying to it, every pending message of one kind delivered in a shuffled or
 replayed after the cluster moved on (stale messages after a new ballot), and
 crash-restart cycles while the others go on (restarts from lagging disk state).
 The rules name no protocol message: they act on replicas and on messages in flight,
-so the same machine serves LowPaxos and VR (VARIANTS: VR in both disk modes; the
-diskless one keeps at most f replicas down or recovering, crash_budget), and EPaxos
-once registered. What is checked and measured of a protocol's cores comes from its
-probe (tests/harness.py, PROBES).
+so the same machine serves LowPaxos, VR (VARIANTS: VR in both disk modes; the
+diskless one keeps at most f replicas down or recovering, crash_budget) and EPaxos
+(3 keys, so most commands interfere). Two replicas' clocks may run ahead together
+(time_out_together), so both time out on the same thing at once: competing candidates,
+or two replicas recovering one EPaxos instance. What is checked and measured of a
+protocol's cores comes from its probe (tests/harness.py, PROBES); EPaxos's also checks
+the run's dependency graph with networkx at the end. Seeded sender cuts and one
+scripted EPaxos schedule complete the sweeps (docs/testing.md).
 
 The sync rules drive the deterministic simulator (impl/lowpaxos/sim); a failure
 prints the program of rules that reproduces it. A module-end summary prints what the
@@ -411,7 +415,7 @@ TestClusterEPaxos = machine_for("epaxos", EPAXOS_EXAMPLES_SHARE)
 # Seeds of the CI sweep (enough for the mutants of docs/testing.md): each a 1.5 s (virtual) safety phase under hostile_plan, with
 # the probe checking every event, then liveness, convergence and linearizability.
 HOSTILE_SEEDS = {"lowpaxos": range(120), "vr-sync": range(40), "vr-none": range(40),
-                 "epaxos": range(40)}
+                 "epaxos": range(30)}
 HOSTILE_WINDOW_US = 1_500_000
 
 
@@ -504,7 +508,7 @@ def settle_and_check(sim: Simulator, probe, trace: list[dict] | None, where: str
 # after each: a leader cut off with its second-phase messages and its commit all in
 # flight, a recoverer cut off with its prepares, an acceptor with its replies. A fault
 # plan's random times almost never fall inside one message's flight time.
-SENDER_CUT_SEEDS = {"epaxos": range(4)}
+SENDER_CUT_SEEDS = {"epaxos": range(2)}
 SENDER_CUTS = 8
 
 
