@@ -171,6 +171,9 @@ def main(argv: list[str]) -> int:
             print(f"left out (code the simulator does not run): {' '.join(outside)}")
         patches = [p for p in patches if simulated(p)]
     print(f"tests, in order: {' '.join(order)}")
+    if order is GENERIC_ORDER:
+        for prefix, tests in GENERIC_FOR.items():
+            print(f"  (a mutant only in {prefix}: {' '.join(tests)})")
     # Known killers speed up the usual run only: --generic must find each mutant anew.
     killers = json.loads(KILLERS.read_text()) if KILLERS.exists() and order is TEST_ORDER else {}
     bad = 0
