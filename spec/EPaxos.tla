@@ -4,7 +4,7 @@
 (* spec/LowPaxos.tla and spec/VR.tla: a set-of-messages network, durable   *)
 (* state, and action names that are the names of the handlers of the      *)
 (* Python core (impl/lowpaxos/protocols/epaxos/) and of the events in its  *)
-(* traces (/tmp/briefs/epaxos-contract.md, issue 9, docs/spec.md).          *)
+(* traces (the protocol decisions of issue 9; docs/spec.md, "EPaxos").     *)
 (*                                                                         *)
 (* Protocol: Moraru, Andersen, Kaminsky, "There is more consensus in       *)
 (* egalitarian parliaments", SOSP 2013, §4 (PreAccept, fast and slow path, *)
@@ -56,7 +56,13 @@
 (*    LoseMessage); a handler acts on a message once per ballot;          *)
 (*  - timers are not modelled: a replica may start a recovery of any     *)
 (*    instance whose leader proposed it and that it has not committed.   *)
-(*    Thrifty sending is not modelled (every replica may receive).       *)
+(*    Thrifty sending is not modelled (every replica may receive);       *)
+(*  - model knobs (docs/spec.md): Proposers, Recoverers/RecoveredLeaders, *)
+(*    Executing say which replicas propose, recover which leaders'        *)
+(*    instances and execute; SendNacks = FALSE leaves Nacks out (they only *)
+(*    stop their receiver); MessageBound bounds the messages sent.        *)
+(*  - negative checks replace VBallotOnPrepare, TakesAccept or GapFiller  *)
+(*    (spec/broken/EPaxos*.tla) or set FastQuorumSize below 2F.           *)
 (***************************************************************************)
 EXTENDS Naturals, FiniteSets, Sequences, TLC
 
