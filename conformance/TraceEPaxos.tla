@@ -182,6 +182,14 @@ ExecuteLogged(e) ==
     /\ executed'[e.r] = Append(executed[e.r], e.inst)
     /\ e.order = Len(executed[e.r])
 
+\* A leader's PreAccept of inst timed out with F or more replies but no fast
+\* quorum (core._retry_drives): the spec's slow path with the replies it has;
+\* no reply completes the quorum, so any of them is the action's m. The step
+\* must reach Phase 2 (a fast commit would have come with a reply).
+PreAcceptTimeoutStep(r, inst) ==
+    /\ \E m \in msgs : m.type = "PreAcceptOK" /\ m.inst = inst /\ HandlePreAcceptOKMessage(r, m)
+    /\ status'[r][inst] = "accepted"
+
 \* A receive: the spec's handler ("act"), a collect step ("collect"), or
 \* either (a runtime trace, whose sends do not say which); the plan decides
 \* from the logged states and sends (epaxos_format.plan_steps).
@@ -204,6 +212,7 @@ Take(e) ==
       \* spec does), so its HandleNack lines are collect steps.
       [] e.k = "HandleNack" -> Handle(e, HandleNackMessage)
       [] e.k = "StartRecovery" -> StartRecoveryOf(e.r, e.inst)
+      [] e.k = "PreAcceptTimeout" -> PreAcceptTimeoutStep(e.r, e.inst)
       [] e.k = "Execute" -> ExecuteLogged(e)
       [] e.k = "Crash" -> IF e.hasFr THEN RestartTo(e.r, e.fr) ELSE RestartAny(e.r)
       \* A line rejected before the replay (its reason is in the report).

@@ -294,13 +294,17 @@ LeadsPhase1(r, inst, b) ==
 
 \* The fast path (SOSP §4.3): at the initial ballot, FastQuorumSize - 1 replies
 \* all unchanged: commit the leader's own seq and deps at once. The slow path:
-\* F replies (a majority with the leader): seq is the highest, deps the
+\* F or more replies (a majority with the leader): seq is the highest, deps the
 \* element-wise maximum of all of them (the leader's own included), then Phase 2.
+\* More than F: a leader waiting for the fast quorum merges every reply it has
+\* when one disagrees or its PreAccept times out (the core's PreAcceptTimeout),
+\* so at most SlowPathMax; at N = 3 (FastQuorumSize - 1 = F) exactly F.
 \* The reply that completes the quorum is m. (With FastQuorumSize = 1, the
 \* negative check, the leader commits on its own at the first reply it gets.)
 \* The slow path with the replies Q: at a recovery ballot; or a reply changed
 \* (no fast path then); or the fast quorum needs more replies than F (the
 \* leader may give up waiting for them).
+SlowPathMax == IF FastQuorumSize - 1 > F THEN FastQuorumSize - 1 ELSE F
 SlowPathAllowed(inst, b, Q) ==
     \/ b # InitialBallot(inst)
     \/ \E q \in Q : ~q.unchanged
@@ -322,7 +326,7 @@ HandlePreAcceptOKMessage(r, m) ==
              /\ CommitValue(r, inst, cmd[r][inst], seq[r][inst], deps[r][inst])
           \/ \E Q \in SUBSET PreAcceptOKs(inst, b) :
                 /\ m \in Q
-                /\ Cardinality(Q) = F
+                /\ Cardinality(Q) \in F..SlowPathMax
                 /\ Distinct(Q)
                 /\ SlowPathAllowed(inst, b, Q)
                 /\ LET s == Max({q.seq : q \in Q} \cup {seq[r][inst]})

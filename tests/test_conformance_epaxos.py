@@ -197,3 +197,20 @@ def test_malformed_epaxos_line_exits_2_with_its_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"{path}:2:" in err and reason in err, err
         assert "Traceback" not in err
+
+
+def test_five_replica_trace_with_timed_out_slow_path():
+    """The committed corpus holds a 5-replica trace (F = 2, fast quorum 4) in which leaders
+    whose PreAccept timed out with F unchanged replies take the slow path: each
+    PreAcceptTimeout line is planned as a step that must reach the accepted state its
+    Accepts show (TraceEPaxos.tla's PreAcceptTimeoutStep), not a stutter."""
+    from lowpaxos.conformance import epaxos_format
+
+    path = TRACES_DIR / "epaxos-sim-seed92-5-replicas-timeout-slow-path.ndjson"
+    trace = load_trace(path)
+    assert trace.replicas == 5
+    plans = [p for p in epaxos_format.plan_steps(trace) if p.event.action == "PreAcceptTimeout"]
+    assert len(plans) >= 3
+    for plan in plans:
+        assert plan.spec_action == "PreAcceptTimeout" and plan.check
+        assert plan.pre.status == "preaccepted" and plan.state.status == "accepted"

@@ -131,6 +131,11 @@ EPAXOS_RUNS = (
     # vballot); the leader's late PreAccept is Nacked; a NOP committed by case 1.
     SimRun(seed=57, protocol="epaxos", ops=40, keys=2, crashes=2, partitions=1, loss=0.08,
            safety_ticks=400),
+    # 5 replicas (F = 2, fast quorum 4): leaders whose PreAccept times out with two
+    # unchanged replies and no fast quorum take the slow path (PreAcceptTimeout, 7
+    # times); a random crash and restart, three recoveries.
+    SimRun(seed=92, protocol="epaxos", replicas=5, ops=40, keys=2, crashes=1, partitions=0,
+           loss=0.05, safety_ticks=400),
 )
 EPAXOS_QUICK_RUNS = (EPAXOS_RUNS[0],)
 

@@ -38,6 +38,9 @@ RECEIVE_ACTIONS = {
 }
 LOCAL_ACTIONS = frozenset({
     "Propose", "StartRecovery", "Commit", "Execute",
+    # The slow path a leader takes when its PreAccept times out with F or more replies
+    # but no fast quorum (core._retry_drives): TraceEPaxos.tla's PreAcceptTimeoutStep.
+    "PreAcceptTimeout",
     # Not spec actions (each sends again what is already in the network, or changes no
     # spec variable): retries of a phase, the frontier messages, garbage collection.
     "RetryPreAccept", "RetryAccept", "RetryPrepare", "SendStatus", "ResendCommit", "Collect",
@@ -133,7 +136,10 @@ EXPLAIN = False  # check.py's field-by-field probe is LowPaxos's; EPaxos gets th
 # takes effect (core.py calls _trace, then _preaccept_progress / _accept_progress /
 # _recovery_progress): the effect shows in the line after (Commit), or only in what the
 # step sent (an Accept or a PreAccept of the instance), see plan_steps.
-PROGRESS_ACTIONS = frozenset({"HandlePreAcceptOK", "HandleAcceptOK", "HandlePrepareOK"})
+# PreAcceptTimeout too: logged before the slow path's Accept, from a tick (whose step
+# may log more events: its sends are looked for in the whole step).
+PROGRESS_ACTIONS = frozenset({"HandlePreAcceptOK", "HandleAcceptOK", "HandlePrepareOK",
+                              "PreAcceptTimeout"})
 # The core's events that are no step of the spec (TraceEPaxos.tla, Take's OTHER).
 STUTTER_ACTIONS = frozenset({"Crash", "Commit", "RetryPreAccept", "RetryAccept",
                              "RetryPrepare", "SendStatus", "HandleStatus", "ResendCommit",
@@ -218,14 +224,16 @@ class Model:
     safety_invariants: tuple[str, ...] = ()
 
 
-def _sent(event: Event, kind: str, inst: tuple[int, int]) -> dict | None:
-    """A message of this type and instance that the event's step sent (simulator)."""
-    for item in event.sent:
-        if isinstance(item, dict):
-            message = item.get("message")
-            if isinstance(message, dict) and message.get("type") == kind \
-                    and tuple(message.get("inst", ())) == inst:
-                return message
+def _sent(event: Event, kind: str, inst: tuple[int, int],
+          sends: list[dict] | None = None) -> dict | None:
+    """A message of this type and instance that the event's step sent (simulator):
+    among ``sends`` if given, else those logged on the event."""
+    if sends is None:
+        sends = [item.get("message") for item in event.sent if isinstance(item, dict)]
+    for message in sends:
+        if isinstance(message, dict) and message.get("type") == kind \
+                and tuple(message.get("inst", ())) == inst:
+            return message
     return None
 
 
@@ -358,18 +366,19 @@ def plan_steps(trace: Trace) -> list[PlannedEvent]:
             state = event.state
             following = events[index + 1] if index + 1 < len(events) else None
             plan.pre = state
+            sends = _step_sends(events, index) if event.action == "PreAcceptTimeout" else None
             if following is not None and following.action == "Commit" \
                     and following.replica == event.replica and following.state is not None \
                     and following.state.inst == state.inst \
                     and following.raw.get("step") == event.raw.get("step"):
                 plan.state = following.state
-            elif _sent(event, "Accept", state.inst) is not None:
-                message = _sent(event, "Accept", state.inst)
+            elif _sent(event, "Accept", state.inst, sends) is not None:
+                message = _sent(event, "Accept", state.inst, sends)
                 plan.state = State(state.inst, "accepted", tuple(message["ballot"]),
                                    tuple(message["ballot"]), message["batch"], message["seq"],
                                    tuple(message["deps"]), False)
-            elif _sent(event, "PreAccept", state.inst) is not None:
-                message = _sent(event, "PreAccept", state.inst)
+            elif _sent(event, "PreAccept", state.inst, sends) is not None:
+                message = _sent(event, "PreAccept", state.inst, sends)
                 plan.state = State(state.inst, "preaccepted", tuple(message["ballot"]),
                                    tuple(message["ballot"]), message["batch"], message["seq"],
                                    tuple(message["deps"]), False)

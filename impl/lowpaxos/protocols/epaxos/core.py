@@ -603,6 +603,11 @@ class EPaxosReplica:
         if len(replies) < self.f:
             return
         # Slow path: the union over a majority (ourselves included), then Phase 2.
+        if timed_out:
+            # No reply completes the quorum here, so no handler logged the step: log it
+            # (before the Accept, as HandlePreAcceptOK logs the instance before its quorum).
+            self._trace(effects, "PreAcceptTimeout", None, None, drive.inst,
+                        replies=len(replies))
         seq = max([instance.seq] + [r.seq for r in replies])
         deps = list(instance.deps)
         for reply in replies:
