@@ -13,10 +13,8 @@
 (* the trace as the definition of TraceLog, and a configuration that      *)
 (* overrides definitions of the spec (MAPPED below, each with its reason): *)
 (* Interferes (the core's relation on batches, from the keys and clients  *)
-(* the trace logs), RecoveryBallot (the ballot the core chose), LocalDeps  *)
-(* and LocalSeq (the core's conflict tables: what the replica has held    *)
-(* since its restart; the leader's own entry is left as sent) and the     *)
-(* symmetry set.                                                           *)
+(* the trace logs), LocalDeps and LocalSeq (the core's conflict tables:   *)
+(* what the replica has held since its restart) and the symmetry set.     *)
 (* docs/conformance.md ("EPaxos") lists the mapping.                      *)
 (***************************************************************************)
 EXTENDS EPaxos, Sequences, TLC
@@ -48,11 +46,7 @@ Holds(r, st, S, B, VB, C, Q, D, U, X) ==
     /\ C[r][st.inst] = st.cmd
     /\ Q[r][st.inst] = st.seq
     /\ D[r][st.inst] = st.deps
-    \* MAPPED: the core keeps the flag of a committed instance as it was (a
-    \* leader that committed on the fast path: TRUE), the spec resets it to
-    \* FALSE at commit; no action reads it once the instance is committed (the
-    \* recovery's case 1 comes first), so it is compared only before.
-    /\ st.status \in {"committed", "executed"} \/ U[r][st.inst] = st.unch
+    /\ U[r][st.inst] = st.unch
     /\ (st.status = "executed") = (st.inst \in Range(X[r]))
 
 Reached(e) == Holds(e.r, e.st, status', ballot', vballot', cmd', seq', deps', unchanged',
@@ -61,8 +55,9 @@ ReachedBefore(e) == Holds(e.r, e.pre, status, ballot, vballot, cmd, seq, deps, u
                           executed)
 
 \* A receive the spec does not act on (a reply short of a quorum or for a phase
-\* already decided, a duplicate, a message for a committed instance, a Nack the
-\* core only notes): the message is in the network and nothing changes. The
+\* already decided, a duplicate, a message for a committed instance, a Nack:
+\* the spec has no HandleNack, a Nack changes no variable): the message is in
+\* the network and nothing changes. The
 \* state comparison pins that nothing changed at the replica.
 Collect(e) ==
     /\ \E m \in msgs : Describes(m, e.msg)
@@ -103,20 +98,9 @@ HandleAcceptOrNack(r, m) == HandleAcceptMessage(r, m) \/ NackCommittedMessage(r,
 HandlePrepareOrCommitted(r, m) ==
     HandlePrepareMessage(r, m) \/ PrepareCommittedMessage(r, m)
 
-\* MAPPED, the ballot of a recovery: the spec's RecoveryBallot takes the least
-\* round above the promise (a choice that keeps the model small); the core
-\* takes one round above every ballot it has seen for the instance, a Nack's
-\* included. Any ballot of r above its promise is as good for safety, so the
-\* step takes the logged one, and only if it is r's own and above the promise.
-TraceRecoveryBallot(r, inst) ==
-    LET b == TraceLog[l].st.bal
-    IN IF Owner(b) = r /\ BallotLess(ballot[r][inst], b) /\ b[1] >= 1 THEN b
-       ELSE <<MaxRound + 1, r>>  \* no step: StartRecoveryOf needs b[1] <= MaxRound
-
 \* MAPPED (reported: spec and core differ here), the seq and deps a replica
 \* computes for a command c of instance self (Propose, HandlePreAccept, the
-\* recovery's Phase 1). Two differences, both safe (more deps and a higher seq
-\* only order more):
+\* recovery's Phase 1), safe (more deps and a higher seq only order more):
 \*  - the core reads its conflict tables (core.Conflicts, the reference
 \*    implementation's per-key maps), which keep, per key and per client, the
 \*    highest instance and seq ever recorded, so an instance whose attributes
@@ -124,20 +108,13 @@ TraceRecoveryBallot(r, inst) ==
 \*    value or NoOp) still counts with what it held; the spec reads the
 \*    current values. The tables are rebuilt from the durable log at a
 \*    restart. So here: everything r has held since its restart (seen), its
-\*    own earlier record of self included;
-\*  - the core leaves the entry of the instance's leader L as L sent it
-\*    (core.py handle_pre_accept, "the leader's own space is its business";
-\*    the reference implementation's updateAttributes skips it too), where the
-\*    spec's LocalDeps also adds a LATER instance of L that r already knows (a
-\*    PreAccept of <<L, i + 1>> that overtook <<L, i>>). Consistency does not
-\*    need it: <<L, j>>, j > i, depends on <<L, i>> through L's chain. For a
-\*    leader's own Propose both give deps[L] = i - 1 (the chain).
+\*    own earlier record of self included.
+\* (The entry of the instance's leader is left as the message or the leader's
+\* chain has it by the spec's MergeDeps, as in the core.)
 SeenConflicts(r, c) == {x \in seen[r] : Interferes(x[2], c)}
 TraceLocalSeq(r, self, c) == 1 + Max({x[3] : x \in SeenConflicts(r, c)} \cup {0})
 TraceLocalDeps(r, self, c) ==
-    [R \in Replicas |->
-        IF R = self[1] THEN 0
-        ELSE Max({x[1][2] : x \in {y \in SeenConflicts(r, c) : y[1][1] = R}} \cup {0})]
+    [R \in Replicas |-> Max({x[1][2] : x \in {y \in SeenConflicts(r, c) : y[1][1] = R}} \cup {0})]
 
 \* What r holds now (a restart rebuilds the tables from it).
 HeldNow(r) == {<<J, cmd[r][J], seq[r][J]>> : J \in {K \in Instances : cmd[r][K] # NoOp}}
@@ -207,10 +184,9 @@ Take(e) ==
       [] e.k = "HandleCommit" -> Handle(e, HandleCommitMessage)
       [] e.k = "HandlePrepare" -> Handle(e, HandlePrepareOrCommitted)
       [] e.k = "HandlePrepareOK" -> Handle(e, HandlePrepareOKMessage)
-      \* MAPPED: the core notes a Nack's round for its next recovery ballot and
-      \* abandons its phase; it does not adopt the ballot as its promise (the
-      \* spec does), so its HandleNack lines are collect steps.
-      [] e.k = "HandleNack" -> Handle(e, HandleNackMessage)
+      \* The core notes a Nack's round for its next recovery ballot and abandons
+      \* its phase; the spec has no HandleNack (a Nack changes no variable).
+      [] e.k = "HandleNack" -> Collect(e)
       [] e.k = "StartRecovery" -> StartRecoveryOf(e.r, e.inst)
       [] e.k = "PreAcceptTimeout" -> PreAcceptTimeoutStep(e.r, e.inst)
       [] e.k = "Execute" -> ExecuteLogged(e)

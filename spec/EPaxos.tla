@@ -59,8 +59,8 @@
 (*    Thrifty sending is not modelled (every replica may receive);       *)
 (*  - model knobs (docs/spec.md): Proposers, Recoverers/RecoveredLeaders, *)
 (*    Executing say which replicas propose, recover which leaders'        *)
-(*    instances and execute; SendNacks = FALSE leaves Nacks out (they only *)
-(*    stop their receiver); MessageBound bounds the messages sent.        *)
+(*    instances and execute; SendNacks = FALSE leaves Nacks out (they     *)
+(*    change no variable: no HandleNack); MessageBound bounds the sends.  *)
 (*  - negative checks replace VBallotOnPrepare, TakesAccept or GapFiller  *)
 (*    (spec/broken/EPaxos*.tla) or set FastQuorumSize below 2F.           *)
 (***************************************************************************)
@@ -180,6 +180,16 @@ LocalSeq(r, self, c) == 1 + Max({seq[r][J] : J \in Conflicts(r, self, c)} \cup {
 LocalDeps(r, self, c) ==
     [R \in Replicas |-> Max({J[2] : J \in {K \in Conflicts(r, self, c) : K[1] = R}} \cup {0})]
 
+\* The deps a replica takes for instance inst: the element-wise maximum of d0
+\* (what the message or the reports carry) and its own conflicts, but the
+\* entry of inst's leader L, left as d0 has it: L's own instance space is L's
+\* business (the core's Conflicts.attributes skips it, as the reference
+\* implementation's updateAttributes does). Consistency does not need it: a
+\* later instance <<L, j>> has deps[L] >= j - 1 (L's chain), so it depends on
+\* <<L, i>> itself.
+MergeDeps(inst, d0, local) ==
+    [R \in Replicas |-> IF R = Leader(inst) \/ d0[R] >= local[R] THEN d0[R] ELSE local[R]]
+
 \* r holds instance inst with this state.
 SetState(r, inst, st, b, vb, c, s, d, u) ==
     /\ status' = [status EXCEPT ![r][inst] = st]
@@ -190,9 +200,14 @@ SetState(r, inst, st, b, vb, c, s, d, u) ==
     /\ deps' = [deps EXCEPT ![r][inst] = d]
     /\ unchanged' = [unchanged EXCEPT ![r][inst] = u]
 
-\* r commits inst with (c, s, d), persists it, and sends Commit to all.
+\* r commits inst with (c, s, d), persists it, and sends Commit to all. The
+\* unchanged flag stays as it was (the core's: TRUE at a leader that committed
+\* on the fast path); nothing reads it once the instance is committed
+\* (recovery's case 1 comes first). A replica that learns the value from a
+\* Commit holds it FALSE (HandleCommit).
 CommitValue(r, inst, c, s, d) ==
-    /\ SetState(r, inst, "committed", ballot[r][inst], vballot[r][inst], c, s, d, FALSE)
+    /\ SetState(r, inst, "committed", ballot[r][inst], vballot[r][inst], c, s, d,
+                unchanged[r][inst])
     /\ committedValues' = [committedValues EXCEPT ![inst] = @ \cup {[cmd |-> c, seq |-> s, deps |-> d]}]
     /\ Send([type |-> "Commit", inst |-> inst, cmd |-> c, seq |-> s, deps |-> d])
 
@@ -206,14 +221,14 @@ StartAccept(r, inst, b, c, s, d) ==
 \* (s0, d0) and merging its own conflicts (a recoverer: TR §4.5, case 4).
 StartPreAccept(r, inst, b, c, s0, d0) ==
     LET s == IF s0 >= LocalSeq(r, inst, c) THEN s0 ELSE LocalSeq(r, inst, c)
-        d == MaxVector(d0, LocalDeps(r, inst, c))
+        d == MergeDeps(inst, d0, LocalDeps(r, inst, c))
     IN
     /\ SetState(r, inst, "preaccepted", b, b, c, s, d, b = InitialBallot(inst))
     /\ Send([type |-> "PreAccept", ballot |-> b, inst |-> inst, cmd |-> c, seq |-> s, deps |-> d])
     /\ UNCHANGED committedValues
 
 \* r refuses a message of ballot b for inst: it tells b's owner its promise.
-\* A Nack only makes its receiver raise its promise, which stops it: leaving
+\* Receiving a Nack changes no variable (see HandlePrepareOK's end): leaving
 \* Nacks out (SendNacks = FALSE, the CI model) leaves out no behaviour of the
 \* other variables, so the safety checks stay sound without them.
 SendNack(r, inst, b) ==
@@ -269,7 +284,7 @@ HandlePreAcceptMessage(r, m) ==
           /\ ~RepliedAtOrAbove(r, m.inst, m.ballot)
           /\ LET inst == m.inst
                  s == IF m.seq >= LocalSeq(r, inst, m.cmd) THEN m.seq ELSE LocalSeq(r, inst, m.cmd)
-                 d == MaxVector(m.deps, LocalDeps(r, inst, m.cmd))
+                 d == MergeDeps(inst, m.deps, LocalDeps(r, inst, m.cmd))
                  u == m.ballot = InitialBallot(inst) /\ s = m.seq /\ d = m.deps
              IN
              /\ SetState(r, inst, "preaccepted", m.ballot, m.ballot, m.cmd, s, d, u)
@@ -397,11 +412,10 @@ HandleCommit(r) == \E m \in msgs : HandleCommitMessage(r, m)
 -----------------------------------------------------------------------------
 (* Recovery: explicit prepare (TR §4.5), with separate ballots.            *)
 
-\* The ballot a recoverer r uses for inst: the lowest round above its promise.
-RecoveryBallot(r, inst) ==
-    <<CHOOSE k \in 1..(MaxRound + 1) :
-        /\ BallotLess(ballot[r][inst], <<k, r>>)
-        /\ \A j \in 1..(k - 1) : ~BallotLess(ballot[r][inst], <<j, r>>), r>>
+\* The ballots a recoverer r may use for inst: any of its own above its
+\* promise, rounds 1..MaxRound (the core takes one round above every ballot it
+\* has seen for the instance, a Nack's included; any is as good for safety).
+RecoveryBallots(r, inst) == {b \in (1..MaxRound) \X {r} : BallotLess(ballot[r][inst], b)}
 
 \* What a Prepare does to the accepted ballot of the replica that promises:
 \* nothing (the value keeps the ballot it was accepted at). The single-ballot
@@ -410,14 +424,13 @@ VBallotOnPrepare(r, inst, b) == vballot[r][inst]
 
 \* r starts a recovery of an instance its leader proposed and that r has not
 \* committed (in the core: after a timeout waiting on it): it promises a
-\* higher ballot of its own and sends Prepare.
+\* higher ballot b of its own and sends Prepare.
 StartRecoveryOf(r, inst) ==
     /\ r \in Recoverers
     /\ Leader(inst) \in RecoveredLeaders
     /\ status[r][inst] # "committed"
     /\ status[Leader(inst)][inst] # "none"
-    /\ LET b == RecoveryBallot(r, inst) IN
-       /\ b[1] <= MaxRound
+    /\ \E b \in RecoveryBallots(r, inst) :
        /\ ballot' = [ballot EXCEPT ![r][inst] = b]
        /\ vballot' = [vballot EXCEPT ![r][inst] = VBallotOnPrepare(r, inst, b)]
        /\ Send([type |-> "Prepare", ballot |-> b, inst |-> inst])
@@ -517,18 +530,12 @@ HandlePrepareOKMessage(r, m) ==
 
 HandlePrepareOK(r) == \E m \in msgs : HandlePrepareOKMessage(r, m)
 
-\* A Nack tells r of a higher promise for inst: r adopts it (and so stops
-\* leading inst at its ballot).
-HandleNackMessage(r, m) ==
-    /\ m \in msgs
-    /\ m.type = "Nack"
-    /\ m.to = r
-    /\ BallotLess(ballot[r][m.inst], m.ballot)
-    /\ ballot' = [ballot EXCEPT ![r][m.inst] = m.ballot]
-    /\ UNCHANGED <<status, vballot, cmd, seq, deps, unchanged, executed, msgs, proposed,
-                   committedValues>>
-
-HandleNack(r) == \E m \in msgs : HandleNackMessage(r, m)
+\* A Nack tells its receiver of a higher promise: the core abandons its phase
+\* and notes the round for its next recovery ballot, and adopts no promise. A
+\* leader's bookkeeping is read from the network here, and StartRecovery may
+\* take any higher round, so receiving a Nack changes no variable: there is no
+\* HandleNack action (a trace's HandleNack lines are stutters with the Nack in
+\* the network).
 
 -----------------------------------------------------------------------------
 (* Execution (SOSP §4.3.2).                                                 *)
@@ -602,7 +609,6 @@ Next ==
     \/ \E r \in Replicas : StartRecovery(r)
     \/ \E r \in Replicas : HandlePrepare(r)
     \/ \E r \in Replicas : HandlePrepareOK(r)
-    \/ \E r \in Replicas : HandleNack(r)
     \/ \E r \in Replicas : Execute(r)
     \/ \E r \in Replicas : Crash(r)
 
