@@ -155,8 +155,8 @@ def test_cluster_file_names_the_protocol(tmp_path):
      "[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n", "must fit datagram_bytes_max"),
     ("this is = = not toml", "not valid TOML"),
     # The protocol: a registry name, and only that protocol's config fields.
-    ("protocol = 'epaxos'\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n",
-     "unknown protocol 'epaxos'; known: lowpaxos, vr"),
+    ("protocol = 'raft'\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n",
+     "unknown protocol 'raft'; known: lowpaxos, vr, epaxos"),
     ("[protocol]\nname = 'vr'\nthrifty = true\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n",
      r"\[protocol\] \(vr\): unknown setting 'thrifty'"),
     ("[protocol]\ndisk = 'none'\n[[replica]]\nid = 0\naddress='h:1'\nresp='h:2'\n",

@@ -643,8 +643,8 @@ def test_epaxos_run_is_deterministic():
 
 def test_cli_fills_epaxos_peer_order_from_the_wan_matrix(capsys):
     """On the WAN the CLI gives EPaxos's config its peers by proximity (the thrifty
-    PreAccept goes to the closest fast quorum); on the LAN, and for a protocol without
-    the field, nothing is filled."""
+    PreAccept goes to the closest fast quorum; LowPaxos's thrifty Accept likewise); on
+    the LAN, and for a protocol without the field, nothing is filled."""
     from lowpaxos.protocols.registry import PROTOCOLS
     from lowpaxos.sim.cli import topology_options
     from lowpaxos.sim.topology import peer_order
@@ -653,7 +653,10 @@ def test_cli_fills_epaxos_peer_order_from_the_wan_matrix(capsys):
     assert topology_options(PROTOCOLS["epaxos"], 5, wan, {}) == {
         "peer_order": peer_order(wan, 5)}
     assert topology_options(PROTOCOLS["epaxos"], 5, load("lan"), {}) == {}
-    assert topology_options(PROTOCOLS["lowpaxos"], 5, wan, {}) == {}
+    # LowPaxos's thrifty phase 2 has the field too (its closest followers); VR has not.
+    assert topology_options(PROTOCOLS["lowpaxos"], 5, wan, {}) == {
+        "peer_order": peer_order(wan, 5)}
+    assert topology_options(PROTOCOLS["vr"], 5, wan, {}) == {}
     code = main(["sim", "--protocol", "epaxos", "--replicas", "5", "--clients", "5", "--ops",
                  "60", "--latency", "wan", "--conflicts", "2", "--json"])
     result = json.loads(capsys.readouterr().out)
