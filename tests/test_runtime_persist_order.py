@@ -260,7 +260,16 @@ def write_keys(cluster: LocalCluster, through: int, prefix: str, count: int) -> 
     half pipelined (several batches pending at once: group commit)."""
     client = connect(cluster, through)
     for number in range(count // 2):
-        client.set(f"{prefix}-{number}", b"v%d" % number)
+        # TRYAGAIN (no progress within request_timeout_ms, e.g. an election slowed by a
+        # loaded machine and this test's durability wrapper) asks the client to retry: the
+        # SET is idempotent, so a bounded number of retries keeps the test about order.
+        for attempt in range(5):
+            try:
+                client.set(f"{prefix}-{number}", b"v%d" % number)
+                break
+            except redis.exceptions.TryAgainError:
+                if attempt == 4:
+                    raise
     pipe = client.pipeline(transaction=False)
     for number in range(count // 2, count):
         pipe.set(f"{prefix}-{number}", b"v%d" % number)
