@@ -533,33 +533,20 @@ class EPaxosReplica:
     def handle_pre_accept(self, source: int, message: PreAccept, effects: Effects) -> None:
         """HandlePreAccept (SOSP §4.3 Phase 1, steps 4-6): merge our conflicts into the
         attributes, persist, answer PreAcceptOK; a promise of a higher ballot: Nack."""
+        admitted, instance = self._admit_proposal(source, message, "HandlePreAccept", effects)
+        if not admitted:
+            return
         inst = message.inst
-        if not self._valid_ballot(message.ballot, source) or not self._valid_inst(inst):
+        if instance is not None and instance.vballot == message.ballot \
+                and instance.status is not NONE:
+            if instance.status is ACCEPTED:
+                return self._drop("stale_phase")  # Accept at this ballot came first
+            # A retry: answer with what we hold (it is persisted).
+            self._drop("duplicate_pre_accept")
+            effects.send.append((source, PreAcceptOK(message.ballot, inst, instance.seq,
+                                                     instance.deps, instance.unchanged)))
+            self._trace(effects, "HandlePreAccept", source, message, inst)
             return
-        if not self._valid_value(message.batch, message.seq, message.deps, inst):
-            return
-        if self._collected(inst):
-            return self._drop("collected_instance")
-        instance = self.instances.get(inst)
-        if instance is not None:
-            if message.ballot < instance.ballot:
-                effects.send.append((source, Nack(inst, instance.ballot)))
-                self._trace(effects, "HandlePreAccept", source, message, inst)
-                return self._drop("stale_ballot")
-            if instance.status in DONE:
-                # Committed: tell the sender (a recoverer's Phase 1 needs no more).
-                effects.send.append((source, self._commit_message(instance)))
-                self._trace(effects, "HandlePreAccept", source, message, inst)
-                return self._drop("already_committed")
-            if instance.vballot == message.ballot and instance.status is not NONE:
-                if instance.status is ACCEPTED:
-                    return self._drop("stale_phase")  # Accept at this ballot came first
-                # A retry: answer with what we hold (it is persisted).
-                self._drop("duplicate_pre_accept")
-                effects.send.append((source, PreAcceptOK(message.ballot, inst, instance.seq,
-                                                         instance.deps, instance.unchanged)))
-                self._trace(effects, "HandlePreAccept", source, message, inst)
-                return
         seq, deps = self.conflicts.attributes(message.batch, skip=inst[0])
         seq = max(seq, message.seq)
         deps = tuple(max(a, b) for a, b in zip(deps, message.deps))
@@ -571,6 +558,35 @@ class EPaxosReplica:
                              seq, deps, unchanged, effects)
         effects.send.append((source, PreAcceptOK(message.ballot, inst, seq, deps, unchanged)))
         self._trace(effects, "HandlePreAccept", source, message, inst)
+
+    def _admit_proposal(self, source: int, message: PreAccept | Accept, action: str,
+                        effects: Effects) -> tuple[bool, Instance | None]:
+        """The filter PreAccept and Accept share: a valid ballot, instance and value for an
+        instance not yet collected; below our promise, a Nack; already committed, its
+        Commit (a recoverer's phase needs no more). Returns whether the handler goes on,
+        and the instance we hold (None: none yet)."""
+        inst = message.inst
+        if not self._valid_ballot(message.ballot, source) or not self._valid_inst(inst):
+            return False, None
+        if not self._valid_value(message.batch, message.seq, message.deps, inst):
+            return False, None
+        if self._collected(inst):
+            self._drop("collected_instance")
+            return False, None
+        instance = self.instances.get(inst)
+        if instance is None:
+            return True, None
+        if message.ballot < instance.ballot:
+            effects.send.append((source, Nack(inst, instance.ballot)))
+            self._trace(effects, action, source, message, inst)
+            self._drop("stale_ballot")
+            return False, instance
+        if instance.status in DONE:
+            effects.send.append((source, self._commit_message(instance)))
+            self._trace(effects, action, source, message, inst)
+            self._drop("already_committed")
+            return False, instance
+        return True, instance
 
     def handle_pre_accept_ok(self, source: int, message: PreAcceptOK, effects: Effects) -> None:
         """HandlePreAcceptOK (SOSP §4.3 Phase 1, steps 7-10): the fast path when the fast
@@ -633,23 +649,10 @@ class EPaxosReplica:
 
     def handle_accept(self, source: int, message: Accept, effects: Effects) -> None:
         """HandleAccept (SOSP §4.3 Phase 2): accept unless a higher ballot is promised."""
+        admitted, _ = self._admit_proposal(source, message, "HandleAccept", effects)
+        if not admitted:
+            return
         inst = message.inst
-        if not self._valid_ballot(message.ballot, source) or not self._valid_inst(inst):
-            return
-        if not self._valid_value(message.batch, message.seq, message.deps, inst):
-            return
-        if self._collected(inst):
-            return self._drop("collected_instance")
-        instance = self.instances.get(inst)
-        if instance is not None:
-            if message.ballot < instance.ballot:
-                effects.send.append((source, Nack(inst, instance.ballot)))
-                self._trace(effects, "HandleAccept", source, message, inst)
-                return self._drop("stale_ballot")
-            if instance.status in DONE:
-                effects.send.append((source, self._commit_message(instance)))
-                self._trace(effects, "HandleAccept", source, message, inst)
-                return self._drop("already_committed")
         self._set(inst, ACCEPTED, message.ballot, message.ballot, message.batch, message.seq,
                   message.deps, False, effects)
         effects.send.append((source, AcceptOK(message.ballot, inst)))
