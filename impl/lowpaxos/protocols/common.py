@@ -5,6 +5,7 @@ since cores do no I/O) and the short names traces give batches."""
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 
 from lowpaxos.core.api import Command
 
@@ -31,6 +32,31 @@ def batch_size_bytes(batch: tuple[Command, ...]) -> int:
     return BATCH_OVERHEAD_BYTES + sum(command_size_bytes(c) for c in batch)
 
 
+def take_batch(pending: "deque[Command]", pending_bytes: int, batching: bool,
+               batch_bytes_max: int, partial: bool) -> tuple[tuple[Command, ...] | None, int]:
+    """The next batch a proposer takes from its queue ``pending`` (whose commands' size
+    estimates sum to ``pending_bytes``), and the bytes it took; (None, 0) to wait for more.
+
+    Without batching, one command. With it, commands in order while they fit
+    ``batch_bytes_max`` (one datagram's payload; a single larger command goes alone), and
+    a partial batch only when ``partial`` (a tick: wait no longer for a full one). The
+    batching of VR Revisited §6.2 and EPaxos §4.3, shared by the three cores."""
+    if not batching:
+        command = pending.popleft()
+        return (command,), command_size_bytes(command)
+    budget = batch_bytes_max - BATCH_OVERHEAD_BYTES
+    if pending_bytes < budget and not partial:
+        return None, 0
+    commands, size = [], 0
+    while pending:
+        next_size = command_size_bytes(pending[0])
+        if commands and size + next_size > budget:
+            break
+        commands.append(pending.popleft())
+        size += next_size
+    return tuple(commands), size
+
+
 def peer_order_error(peer_order: object, replicas: int) -> str | None:
     """Why ``peer_order`` (for each replica, every other replica once, closest first) is
     malformed for ``replicas`` replicas, or None. Thrifty protocols send to the closest
@@ -53,4 +79,4 @@ def batch_id(batch: tuple[Command, ...]) -> str:
 
 
 __all__ = ["BATCH_OVERHEAD_BYTES", "COMMAND_OVERHEAD_BYTES", "batch_id", "batch_size_bytes",
-           "command_size_bytes", "peer_order_error"]
+           "command_size_bytes", "peer_order_error", "take_batch"]

@@ -50,7 +50,7 @@ from collections import Counter, deque
 
 from lowpaxos.core.api import Applied, ClientReply, ClientRequest, Command, Effects, ReplyStatus
 from lowpaxos.kvs import KeyValueStore, valid_command
-from lowpaxos.protocols.common import BATCH_OVERHEAD_BYTES, batch_id, command_size_bytes
+from lowpaxos.protocols.common import batch_id, command_size_bytes, take_batch
 from lowpaxos.protocols.epaxos.config import EPaxosConfig
 from lowpaxos.protocols.epaxos.durable import EPaxosDurableState, vector
 from lowpaxos.protocols.epaxos.graph import plan_execution
@@ -481,23 +481,12 @@ class EPaxosReplica:
     def _flush(self, effects: Effects, partial: bool) -> None:
         """Propose queued commands while the window has room: full batches always, a
         partial one only when ``partial`` (a tick, or batching off)."""
-        budget = self.config.batch_bytes_max - BATCH_OVERHEAD_BYTES
         while self.pending and len(self.own_open) < self.config.window_instances:
-            if not self.config.batching:
-                batch = (self.pending.popleft(),)
-                self.pending_bytes -= command_size_bytes(batch[0])
-            else:
-                if self.pending_bytes < budget and not partial:
-                    return
-                commands, size = [], 0
-                while self.pending:
-                    next_size = command_size_bytes(self.pending[0])
-                    if commands and size + next_size > budget:
-                        break
-                    commands.append(self.pending.popleft())
-                    size += next_size
-                self.pending_bytes -= size
-                batch = tuple(commands)
+            batch, taken = take_batch(self.pending, self.pending_bytes, self.config.batching,
+                                      self.config.batch_bytes_max, partial)
+            if batch is None:
+                return
+            self.pending_bytes -= taken
             self.propose(batch, effects)
 
     def propose(self, batch: Batch, effects: Effects) -> None:

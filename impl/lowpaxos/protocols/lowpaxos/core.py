@@ -63,6 +63,7 @@ from lowpaxos.protocols.common import (  # noqa: F401 - re-exported
     COMMAND_OVERHEAD_BYTES,
     batch_id,
     command_size_bytes,
+    take_batch,
 )
 from lowpaxos.protocols.lowpaxos.config import LowPaxosConfig
 from lowpaxos.protocols.lowpaxos.durable import DurableState
@@ -464,32 +465,17 @@ class LowPaxosReplica:
         self.in_progress.add(key)
         self._flush(effects, partial=not self.config.batching)
 
-    def _batch_budget_bytes(self) -> int:
-        return self.config.batch_bytes_max - BATCH_OVERHEAD_BYTES
-
     def _flush(self, effects: Effects, partial: bool) -> None:
         """Propose queued commands while the window has room: full batches always,
         a partial batch only when ``partial`` (a tick, or batching off)."""
-        budget = self._batch_budget_bytes()
         while (self.pending
                and self.next_slot - 1 - self.commit_index < self.config.window_slots
                and sum(self.open_bytes.values()) < self.config.window_bytes_max):
-            if not self.config.batching:
-                batch = (self.pending.popleft(),)
-                self.pending_bytes -= command_size_bytes(batch[0])
-            else:
-                if self.pending_bytes < budget and not partial:
-                    return
-                commands = []
-                size = 0
-                while self.pending:
-                    next_size = command_size_bytes(self.pending[0])
-                    if commands and size + next_size > budget:
-                        break
-                    commands.append(self.pending.popleft())
-                    size += next_size
-                self.pending_bytes -= size
-                batch = tuple(commands)
+            batch, taken = take_batch(self.pending, self.pending_bytes, self.config.batching,
+                                      self.config.batch_bytes_max, partial)
+            if batch is None:
+                return
+            self.pending_bytes -= taken
             self.propose(batch, effects)
 
     def propose(self, batch: Batch, effects: Effects) -> None:
