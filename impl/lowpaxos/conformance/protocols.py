@@ -52,42 +52,36 @@ class TraceProtocol:
         return importlib.import_module(self.mapping_module)
 
 
-def _lowpaxos() -> TraceProtocol:
-    from lowpaxos.conformance import lowpaxos_format as f
-
+def _from_format(name: str, spec_module: str, template: str, format_module: str,
+                 mapping_module: str) -> TraceProtocol:
+    """An entry from the protocol's format module (its action and message tables and
+    ``parse_state``); actions logged without a post-state are the module's
+    ``STATELESS_ACTIONS``, else the drivers' Crash alone."""
+    f = importlib.import_module(f"lowpaxos.conformance.{format_module}")
     return TraceProtocol(
-        name="lowpaxos", spec_module="LowPaxos", template="TraceLowPaxos.tla",
+        name=name, spec_module=spec_module, template=template,
         safety_invariants=f.SAFETY_INVARIANTS, receive_actions=f.RECEIVE_ACTIONS,
         local_actions=f.LOCAL_ACTIONS, driver_actions=f.DRIVER_ACTIONS,
-        stateless_actions=frozenset({"Crash"}), message_fields=f.MESSAGE_FIELDS,
-        slot_actions=f.SLOT_ACTIONS, target_actions=f.TARGET_ACTIONS,
-        parse_state=f.parse_state, mapping_module="lowpaxos.conformance.tlagen")
+        stateless_actions=getattr(f, "STATELESS_ACTIONS", frozenset({"Crash"})),
+        message_fields=f.MESSAGE_FIELDS, slot_actions=f.SLOT_ACTIONS,
+        target_actions=f.TARGET_ACTIONS, parse_state=f.parse_state,
+        mapping_module=f"lowpaxos.conformance.{mapping_module}")
+
+
+def _lowpaxos() -> TraceProtocol:
+    return _from_format("lowpaxos", "LowPaxos", "TraceLowPaxos.tla", "lowpaxos_format",
+                        "tlagen")
 
 
 def _vr() -> TraceProtocol:
-    from lowpaxos.conformance import vr_format as f
-
-    return TraceProtocol(
-        name="vr", spec_module="VR", template="TraceVR.tla",
-        safety_invariants=f.SAFETY_INVARIANTS, receive_actions=f.RECEIVE_ACTIONS,
-        local_actions=f.LOCAL_ACTIONS, driver_actions=f.DRIVER_ACTIONS,
-        stateless_actions=frozenset({"Crash"}), message_fields=f.MESSAGE_FIELDS,
-        slot_actions=f.SLOT_ACTIONS, target_actions=f.TARGET_ACTIONS,
-        parse_state=f.parse_state, mapping_module="lowpaxos.conformance.vr_format")
+    return _from_format("vr", "VR", "TraceVR.tla", "vr_format", "vr_format")
 
 
 def _epaxos() -> TraceProtocol:
-    from lowpaxos.conformance import epaxos_format as f
-
     # Crash lines carry no state; a Restart's is whatever the restarted core logs (none
     # when the core is not asked for one: the next event of that replica pins it).
-    return TraceProtocol(
-        name="epaxos", spec_module="EPaxos", template="TraceEPaxos.tla",
-        safety_invariants=f.SAFETY_INVARIANTS, receive_actions=f.RECEIVE_ACTIONS,
-        local_actions=f.LOCAL_ACTIONS, driver_actions=f.DRIVER_ACTIONS,
-        stateless_actions=f.STATELESS_ACTIONS, message_fields=f.MESSAGE_FIELDS,
-        slot_actions=f.SLOT_ACTIONS, target_actions=f.TARGET_ACTIONS,
-        parse_state=f.parse_state, mapping_module="lowpaxos.conformance.epaxos_format")
+    return _from_format("epaxos", "EPaxos", "TraceEPaxos.tla", "epaxos_format",
+                        "epaxos_format")
 
 
 # name -> a function that builds the entry (imports stay lazy).
